@@ -1,0 +1,34 @@
+"""rwkv-ts: time-series and signal modelling with RWKV encoders.
+
+Parallel training over whole sequences, and exact step-by-step inference with an explicit state.
+
+Examples
+--------
+>>> import rwkv_ts
+>>> sorted(rwkv_ts.__all__)[:2]
+['RWKVForecaster', '__version__']
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("rwkv-ts")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["RWKVForecaster", "__version__", "load"]
+
+
+def __getattr__(name: str):
+    # Import the estimator lazily so that ``import rwkv_ts`` stays light (no Lightning import).
+    if name == "RWKVForecaster":
+        from rwkv_ts.forecaster import RWKVForecaster
+
+        return RWKVForecaster
+    if name == "load":
+        from rwkv_ts.persistence import load
+
+        return load
+    raise AttributeError(f"module 'rwkv_ts' has no attribute {name!r}")

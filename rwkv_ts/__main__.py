@@ -1,0 +1,5 @@
+import sys
+
+from rwkv_ts.cli import main
+
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""Save and load fitted estimators: one safetensors file with a JSON header; nothing is unpickled.
+
+The file holds the model weights, the scaler and the last lookback window of each training series as tensors,
+and in its metadata a JSON document with the format version, the estimator's parameters, the model configuration
+and what is needed to rebuild forecasts in the input's layout. Writes are atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
+from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
+
+FORMAT = "rwkv-ts/forecaster"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded: not ours, corrupt, truncated, newer, or inconsistent."""
+
+
+def _json_params(params: dict) -> dict:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, tuple):
+            value = list(value)
+        if isinstance(value, np.integer):
+            value = int(value)
+        if isinstance(value, np.floating):
+            value = float(value)
+        out[key] = value
+    try:
+        json.dumps(out)
+    except TypeError as exc:
+        raise TypeError(f"cannot save estimator parameters as JSON: {exc}") from None
+    return out
+
+
+def save_forecaster(est, path: str | os.PathLike) -> Path:
+    """Write a fitted :class:`~rwkv_ts.RWKVForecaster` to ``path`` atomically."""
+    path = Path(path)
+    panel_record, windows = panel_to_record(est.last_panel_)
+    tensors: dict[str, torch.Tensor] = {
+        f"model.{name}": t.detach().cpu().contiguous() for name, t in est.model_.state_dict().items()
+    }
+    tensors["scale.mean"] = torch.from_numpy(np.asarray(est.scale_mean_, dtype=np.float64))
+    tensors["scale.std"] = torch.from_numpy(np.asarray(est.scale_std_, dtype=np.float64))
+    for i, window in enumerate(windows):
+        tensors[f"last_window.{i}"] = torch.from_numpy(np.ascontiguousarray(window))
+    from rwkv_ts import __version__
+
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rwkv_ts_version": __version__,
+        "estimator": type(est).__name__,
+        "params": _json_params(est.get_params(deep=False)),
+        "config": est.config_.to_dict(),
+        "channels": list(est.channels_),
+        "history": est.history_,
+        "best_epoch": est.best_epoch_,
+        "n_epochs": est.n_epochs_,
+        "panel": panel_record,
+    }
+    metadata = {"format": FORMAT, "rwkv_ts": json.dumps(header)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                raise ModelFileError(
+                    f"{path} is a safetensors file but not an rwkv-ts forecaster "
+                    f"(format {metadata.get('format')!r})"
+                )
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+    except SafetensorError as exc:
+        raise ModelFileError(
+            f"{path} is not a readable rwkv-ts model file (corrupt or truncated): {exc}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ModelFileError | FileNotFoundError):
+            raise
+        raise ModelFileError(f"{path} is not a readable rwkv-ts model file: {exc}") from None
+    try:
+        header = json.loads(metadata["rwkv_ts"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} has an unreadable rwkv-ts header: {exc}") from None
+    version = header.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFileError(f"{path} has no valid format version ({version!r})")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written in format version {version}, newer than this rwkv-ts reads "
+            f"({FORMAT_VERSION}); upgrade rwkv-ts to load it"
+        )
+    return header, tensors
+
+
+def _load_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    stored = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{path} does not match its configuration: missing tensors {missing[:10]}, "
+            f"unexpected tensors {unexpected[:10]}"
+        )
+    for name, tensor in expected.items():
+        if tuple(stored[name].shape) != tuple(tensor.shape):
+            raise ModelFileError(
+                f"{path}: tensor {name!r} has shape {tuple(stored[name].shape)}, "
+                f"the configuration needs {tuple(tensor.shape)}"
+            )
+        if not torch.isfinite(stored[name]).all() and stored[name].is_floating_point():
+            raise ModelFileError(f"{path}: tensor {name!r} holds NaN or infinite values")
+    model.load_state_dict(stored, strict=True)
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Load an estimator saved with ``est.save(path)``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        Not an rwkv-ts file, corrupt or truncated, written by a newer format version, or with missing tensors or
+        wrong shapes.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from rwkv_ts import RWKVForecaster, load
+    >>> y = np.sin(np.arange(200) / 5.0)
+    >>> est = RWKVForecaster(horizon=4, lookback=32, patch_len=8, stride=4, d_model=16, head_size=8,
+    ...                      max_epochs=1, verbose=False, random_state=0).fit(y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.rwkvts")
+    >>> est.save(path)
+    >>> np.allclose(load(path).predict(), est.predict())
+    True
+    """
+    from rwkv_ts.forecaster import RWKVForecaster
+
+    path = Path(path)
+    header, tensors = _read(path)
+    if header.get("estimator") != "RWKVForecaster":
+        raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not an RWKVForecaster")
+    try:
+        params = dict(header["params"])
+        for key in ("shift_distances", "tcn_dilations"):
+            if isinstance(params.get(key), list):
+                params[key] = tuple(params[key])
+        est = RWKVForecaster(**params)
+        config = RWKVTSConfig.from_dict(header["config"])
+        model = RWKVTSModel(config)
+        _load_state_dict(model, tensors, path)
+        n_windows = len([k for k in tensors if k.startswith("last_window.")])
+        windows = [tensors[f"last_window.{i}"].numpy() for i in range(n_windows)]
+        panel = panel_from_record(header["panel"], windows)
+        mean = tensors["scale.mean"].numpy()
+        std = tensors["scale.std"].numpy()
+    except (KeyError, TypeError, RecordError) as exc:
+        raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
+    channels = list(header["channels"])
+    if mean.shape != (len(channels),) or std.shape != (len(channels),):
+        raise ModelFileError(
+            f"{path}: scaler has shape {tuple(mean.shape)} for {len(channels)} channels"
+        )
+    model.eval()
+    est.model_ = model
+    est.config_ = config
+    est.channels_ = channels
+    est.scale_mean_ = mean
+    est.scale_std_ = std
+    est.history_ = header.get("history", [])
+    est.best_epoch_ = header.get("best_epoch")
+    est.n_epochs_ = header.get("n_epochs")
+    est.last_panel_ = panel
+    return est

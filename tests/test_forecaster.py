@@ -1,0 +1,205 @@
+"""RWKVForecaster: the scikit-learn contract, every input kind, reproducibility, no litter, clear errors."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from rwkv_ts import RWKVForecaster
+from rwkv_ts.data import DataValidationError
+
+TINY = dict(
+    horizon=12,
+    lookback=48,
+    patch_len=8,
+    stride=4,
+    d_model=16,
+    head_size=8,
+    n_layers=1,
+    max_epochs=2,
+    batch_size=64,
+    verbose=False,
+    random_state=0,
+)
+
+
+def tiny(**overrides) -> RWKVForecaster:
+    return RWKVForecaster(**(TINY | overrides))
+
+
+@pytest.fixture(scope="module")
+def fitted_pandas(etth1):
+    frame = etth1.frame[["date", "HUFL", "MUFL", "OT"]].iloc[:800].copy()
+    return tiny().fit(frame), frame
+
+
+def test_init_only_stores_parameters():
+    est = tiny(shift_distances=(1, 3))
+    assert est.get_params()["shift_distances"] == (1, 3)
+    assert not [k for k in vars(est) if k.endswith("_")]
+    cloned = clone(est)
+    assert cloned.get_params() == est.get_params()
+    est.set_params(d_model=32)
+    assert est.d_model == 32
+
+
+def test_not_fitted_errors():
+    with pytest.raises(NotFittedError):
+        tiny().predict()
+
+
+def test_pandas_wide_forecast_continues_timestamps(fitted_pandas):
+    est, frame = fitted_pandas
+    out = est.predict()
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == ["date", "HUFL", "MUFL", "OT"]
+    assert len(out) == 12
+    expected = pd.date_range(frame["date"].iloc[-1], periods=13, freq="h")[1:]
+    assert (out["date"].to_numpy() == expected.to_numpy()).all()
+    assert np.isfinite(out[["HUFL", "MUFL", "OT"]].to_numpy()).all()
+    assert est.n_epochs_ >= 1 and est.history_[0]["val_loss"] > 0
+    assert est.channels_ == ["HUFL", "MUFL", "OT"]
+
+
+def test_predict_from_given_history(fitted_pandas):
+    est, frame = fitted_pandas
+    history = frame.iloc[100:400]
+    out = est.predict(history)
+    assert out["date"].iloc[0] == frame["date"].iloc[400]
+    # Equal to the fast path on the last window.
+    window = history[["HUFL", "MUFL", "OT"]].to_numpy()[-48:][None]
+    np.testing.assert_allclose(
+        out[["HUFL", "MUFL", "OT"]].to_numpy(), est.forecast_windows(window)[0], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_polars_in_polars_out_equals_pandas(etth1_slice):
+    pandas_out = tiny().fit(etth1_slice).predict()
+    polars_frame = pl.from_pandas(etth1_slice)
+    polars_out = tiny().fit(polars_frame).predict()
+    assert isinstance(polars_out, pl.DataFrame)
+    assert polars_out.columns == ["date", "HUFL", "MUFL", "OT"]
+    np.testing.assert_allclose(
+        polars_out.select(["HUFL", "MUFL", "OT"]).to_numpy(),
+        pandas_out[["HUFL", "MUFL", "OT"]].to_numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_long_frame_panel(etth1_slice):
+    long = pd.concat(
+        [
+            pd.DataFrame({"unique_id": ch, "ds": etth1_slice["date"], "y": etth1_slice[ch]})
+            for ch in ["HUFL", "OT"]
+        ],
+        ignore_index=True,
+    )
+    est = tiny().fit(long)
+    out = est.predict()
+    assert list(out.columns) == ["unique_id", "ds", "y"]
+    assert out.groupby("unique_id").size().to_dict() == {"HUFL": 12, "OT": 12}
+
+
+def test_series_and_numpy_inputs(etth1_slice):
+    series = etth1_slice.set_index("date")["OT"]
+    out = tiny().fit(series).predict()
+    assert isinstance(out, pd.Series) and out.name == "OT" and len(out) == 12
+    array = etth1_slice[["HUFL", "OT"]].to_numpy()
+    out = tiny().fit(array).predict()
+    assert isinstance(out, np.ndarray) and out.shape == (12, 2)
+
+
+def test_reproducible_with_random_state(etth1_slice):
+    a = tiny().fit(etth1_slice).predict()
+    b = tiny().fit(etth1_slice).predict()
+    pd.testing.assert_frame_equal(a, b)
+    c = tiny(random_state=1).fit(etth1_slice).predict()
+    assert not np.allclose(a["OT"], c["OT"])
+
+
+def test_quiet_and_no_litter(etth1_slice, tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    tiny(max_epochs=1).fit(etth1_slice)
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_caller_frame_unchanged(etth1_slice):
+    before = etth1_slice.copy(deep=True)
+    est = tiny(max_epochs=1).fit(etth1_slice)
+    est.predict(etth1_slice)
+    pd.testing.assert_frame_equal(etth1_slice, before)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda f: f.assign(OT=f["OT"].where(f.index != 10)), "NaN|missing"),
+        (lambda f: f.iloc[:50], "length|short|observations"),
+        (lambda f: f.iloc[::-1], "sort"),
+        (lambda f: pd.concat([f.iloc[:5], f.iloc[4:]]), "duplicat"),
+        (lambda f: f.drop(index=[100, 101]), "irregular|frequency|step"),
+        (lambda f: f.assign(OT=f["OT"].astype(str)), "OT"),
+        (lambda f: f.iloc[:0], "empty"),
+    ],
+)
+def test_bad_input_raises_named_error(etth1_slice, mutate, match):
+    bad = mutate(etth1_slice)
+    before = bad.copy(deep=True)
+    with pytest.raises((ValueError, TypeError), match=match):
+        tiny().fit(bad)
+    pd.testing.assert_frame_equal(bad, before)
+
+
+def test_unknown_column_and_channel_mismatch(fitted_pandas):
+    est, frame = fitted_pandas
+    with pytest.raises(ValueError, match="nope"):
+        tiny(value_cols=["nope"]).fit(frame)
+    with pytest.raises(ValueError, match="MUFL"):
+        est.predict(frame.drop(columns=["MUFL"]))
+
+
+def test_impute_option_fills_missing(etth1_slice):
+    bad = etth1_slice.assign(OT=etth1_slice["OT"].where(etth1_slice.index % 97 != 5))
+    out = tiny(impute="linear", max_epochs=1).fit(bad).predict()
+    assert np.isfinite(out["OT"]).all()
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="norm"):
+        tiny(norm="batch").fit(np.zeros((200, 1)))
+    with pytest.raises(ValueError, match="head"):
+        tiny(head="middle").fit(np.random.default_rng(0).normal(size=(200, 1)))
+    with pytest.raises(ValueError, match="horizon"):
+        tiny(horizon=0).fit(np.zeros((200, 1)))
+
+
+def test_streamable_configuration_and_auto_distances(etth1_slice):
+    est = tiny(norm="causal", head="last", shift_distances="auto", max_epochs=1).fit(etth1_slice)
+    assert est.config_.streamable
+    assert 1 in est.config_.shift_distances
+    assert np.isfinite(est.predict()[["OT"]].to_numpy()).all()
+
+
+def test_pickle_and_deepcopy_keep_predictions(fitted_pandas):
+    est, _ = fitted_pandas
+    expected = est.predict()
+    for other in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
+        pd.testing.assert_frame_equal(other.predict(), expected)
+
+
+def test_forecast_windows_checks_shape(fitted_pandas):
+    est, _ = fitted_pandas
+    with pytest.raises(ValueError, match=r"\(S, 48, 3\)"):
+        est.forecast_windows(np.zeros((2, 10, 3)))
+    with pytest.raises(DataValidationError):
+        est.predict(np.zeros((10, 3)))
