@@ -10,8 +10,8 @@ from torch import Tensor
 
 __all__ = ["check_wkv_inputs", "wkv_reference"]
 
-#: ``w`` is clamped from above before ``exp``: ``exp(-exp(40))`` is exactly 0 in float64 already, and the
-#: clamp keeps ``exp(w)`` (and its gradient) finite.
+#: ``w`` is clamped from above before ``exp``: ``exp(-exp(40))`` is exactly 0 in float64 already,
+#: and the clamp keeps ``exp(w)`` (and its gradient) finite.
 W_MAX = 40.0
 
 

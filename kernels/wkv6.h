@@ -1,0 +1,36 @@
+/*
+ * rwkv-ts WKV (RWKV-6 form) CUDA kernels: the plain C interface.
+ *
+ * Layout: r, k, v, w, y, dy, dr, dk, dv, dw are (B, T, H, N) contiguous, all of one dtype
+ * (dtype code 0 = float32, 1 = bfloat16). u, du_part are float32 (H, N) and (B, H, N).
+ * state tensors (s0, sT, dsT, ds0) are float32 (B, H, N, N), S[b, h, i, j] with i the key channel
+ * and j the value channel. Null s0 / dsT mean zeros. N must be 16, 32, 64 or 128; T >= 1.
+ *
+ * Every launcher returns 0 on success, a cudaError_t value after a failed launch, or a negative
+ * number for arguments the kernels do not support (-1: dtype, -2: head size, -3: split factor).
+ */
+#ifndef RWKV_TS_WKV6_H
+#define RWKV_TS_WKV6_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Forward: y and the final state sT. split = how many threads share one state column
+ * (1, 2 or 4; 0 = choose from the occupancy). */
+int rwkv_ts_wkv6_forward(int dtype, int B, int T, int H, int N, const void* r, const void* k,
+                         const void* v, const void* w, const float* u, const float* s0, void* y,
+                         float* sT, int split, void* stream);
+
+/* Backward: dr, dk, dv, dw (input dtype), du_part (B, H, N) float32 (sum over B for du),
+ * ds0 (B, H, N, N) float32; qbuf is float32 scratch of B*T*H*N elements. */
+int rwkv_ts_wkv6_backward(int dtype, int B, int T, int H, int N, const void* r, const void* k,
+                          const void* v, const void* w, const float* u, const float* s0,
+                          const void* dy, const float* dsT, void* dr, void* dk, void* dv,
+                          void* dw, float* du_part, float* ds0, float* qbuf, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RWKV_TS_WKV6_H */

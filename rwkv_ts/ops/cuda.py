@@ -1,0 +1,164 @@
+"""CUDA back-end of the WKV operator: autograd Function over the kernels in ``kernels/``.
+
+Importing this module builds nothing. The extension is compiled on first use (the first call of
+:func:`supports` with CUDA tensors, or of :func:`wkv_cuda`) by :mod:`rwkv_ts.ops._build`; when that
+is impossible (no GPU, no compiler, a compile error) one one-line warning is issued and
+:func:`supports` answers ``False`` from then on, so ``wkv`` falls back to the PyTorch path.
+
+:func:`register` plugs the back-end into :func:`rwkv_ts.ops.wkv` under the name ``"cuda"``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "HEAD_SIZES",
+    "WkvCudaFunction",
+    "extension",
+    "is_available",
+    "register",
+    "supports",
+    "wkv_cuda",
+]
+
+#: Head sizes the kernels are compiled for.
+HEAD_SIZES = (16, 32, 64, 128)
+#: Input dtypes of r, k, v, w the kernels take (state and accumulation are float32).
+DTYPES = (torch.float32, torch.bfloat16)
+
+_ext: ModuleType | None = None
+_failed: str | None = None
+_load_lock = threading.Lock()
+
+
+def extension() -> ModuleType | None:
+    """The compiled extension, building it on first use; ``None`` (after one warning) if impossible.
+
+    Set ``RWKV_TS_BUILD_VERBOSE=1`` to see the compiler's output.
+    """
+    global _ext, _failed
+    if _ext is not None or _failed is not None:
+        return _ext
+    with _load_lock:
+        if _ext is not None or _failed is not None:
+            return _ext
+        try:
+            from . import _build
+
+            _ext = _build.load_extension(verbose=os.environ.get("RWKV_TS_BUILD_VERBOSE") == "1")
+        except Exception as exc:  # noqa: BLE001 - any build failure means: use the torch path
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            _failed = f"{type(exc).__name__}: {first}"
+            warnings.warn(
+                f"rwkv_ts: CUDA WKV kernel unavailable ({_failed}); using the PyTorch path",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _ext
+
+
+def is_available() -> bool:
+    """Whether CUDA is usable and the extension builds/loads (builds it on first call)."""
+    return torch.cuda.is_available() and extension() is not None
+
+
+def supports(
+    r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: Tensor | None = None
+) -> bool:
+    """Whether :func:`wkv_cuda` handles these tensors.
+
+    True for CUDA tensors on one device, ``r, k, v, w`` of one dtype in float32/bfloat16, head
+    size in :data:`HEAD_SIZES`, a float32 state (or none), and a loadable extension. Cheap checks
+    come first, so CPU tensors never trigger a build.
+    """
+    if not (r.is_cuda and r.ndim == 4 and r.dtype in DTYPES):
+        return False
+    dev = r.device
+    if any(x.device != dev or x.dtype != r.dtype or x.shape != r.shape for x in (k, v, w)):
+        return False
+    if u.device != dev or not u.is_floating_point() or u.dtype == torch.float64:
+        return False
+    if state is not None and (state.device != dev or state.dtype != torch.float32):
+        return False
+    if r.shape[-1] not in HEAD_SIZES:
+        return False
+    return extension() is not None
+
+
+class WkvCudaFunction(torch.autograd.Function):
+    """Autograd Function: forward and backward through the CUDA kernels."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        r: Tensor,
+        k: Tensor,
+        v: Tensor,
+        w: Tensor,
+        u: Tensor,
+        state: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        ext = extension()
+        if ext is None:
+            raise RuntimeError(f"rwkv_ts CUDA WKV kernel unavailable: {_failed}")
+        r, k, v, w = (x.contiguous() for x in (r, k, v, w))
+        u32 = u.detach().to(dtype=torch.float32).contiguous()
+        s0 = None if state is None else state.detach().contiguous()
+        y, s_t = ext.forward(r, k, v, w, u32, s0, 0)
+        ctx.save_for_backward(r, k, v, w, u32, s0)
+        ctx.u_dtype = u.dtype
+        ctx.has_state = state is not None
+        return y, s_t
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, dy: Tensor | None, ds_t: Tensor | None) -> tuple[Tensor | None, ...]:
+        ext = extension()
+        assert ext is not None
+        r, k, v, w, u32, s0 = ctx.saved_tensors
+        dy = torch.zeros_like(r) if dy is None else dy.to(r.dtype).contiguous()
+        ds_t = None if ds_t is None else ds_t.to(torch.float32).contiguous()
+        dr, dk, dv, dw, du, ds0 = ext.backward(r, k, v, w, u32, s0, dy, ds_t)
+        return dr, dk, dv, dw, du.to(ctx.u_dtype), (ds0 if ctx.has_state else None)
+
+
+def wkv_cuda(
+    r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """WKV operator on the CUDA kernels; same contract as :func:`rwkv_ts.ops.wkv`.
+
+    Parameters
+    ----------
+    r, k, v, w : Tensor
+        ``(B, T, H, N)`` CUDA tensors of one dtype (float32 or bfloat16); decay ``exp(-exp(w))``.
+    u : Tensor
+        ``(H, N)`` bonus (any float dtype; used in float32).
+    state : Tensor, optional
+        ``(B, H, N, N)`` float32 initial state; ``None`` means zeros.
+
+    Returns
+    -------
+    y : Tensor
+        ``(B, T, H, N)`` in the dtype of ``r``.
+    state : Tensor
+        Final state ``(B, H, N, N)`` float32. Gradients flow to all inputs and the initial state.
+    """
+    return WkvCudaFunction.apply(r, k, v, w, u, state)
+
+
+def register() -> None:
+    """Register this back-end as ``"cuda"`` with :func:`rwkv_ts.ops.dispatch.register_backend`.
+
+    Cheap: builds nothing (the build happens on the first supported call).
+    """
+    from .dispatch import register_backend
+
+    register_backend("cuda", wkv_cuda, supports)
