@@ -16,7 +16,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def default_data_home() -> Path | None:
-    """``$RWKV_TS_DATA``, else ``../shared/datasets`` beside the checkout, else None (the user cache)."""
+    """``$RWKV_TS_DATA``, else ``../shared/datasets`` beside the checkout, else None (the user
+    cache)."""
     if os.environ.get("RWKV_TS_DATA"):
         return Path(os.environ["RWKV_TS_DATA"])
     shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -49,7 +50,9 @@ def machine() -> dict:
 
 
 def command_line() -> str:
-    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    return "python " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:]
+    )
 
 
 def now() -> str:
@@ -63,7 +66,9 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def sliding_windows(values: np.ndarray, lookback: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def sliding_windows(
+    values: np.ndarray, lookback: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Every window, stride 1: x (S, lookback, C), y (S, horizon, C) as read-only views."""
     view = np.lib.stride_tricks.sliding_window_view(values, lookback + horizon, axis=0)
     view = np.moveaxis(view, -1, 1)  # (S, lookback + horizon, C)
@@ -78,11 +83,12 @@ def seasonal_naive(x: np.ndarray, horizon: int, period: int) -> np.ndarray:
 
 
 class LinearBaseline:
-    """DLinear-style channel-independent linear map from the lookback to the horizon, fitted by ridge
-    least squares.
+    """DLinear-style channel-independent linear map from the lookback to the horizon, fitted by
+    ridge least squares.
 
-    DLinear's trend and seasonal branches are each linear in the window, so their sum is one linear map
-    plus a bias; least squares finds the best such map on the training windows directly instead of by SGD.
+    DLinear's trend and seasonal branches are each linear in the window, so their sum is one linear
+    map plus a bias; least squares finds the best such map on the training windows directly instead
+    of by SGD.
     """
 
     def __init__(self, ridge: float = 1e-3) -> None:

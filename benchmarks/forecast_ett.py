@@ -1,15 +1,16 @@
 """Long-term forecasting on ETT (ETTh1, ETTh2, ETTm1, ETTm2) under the Time-Series-Library protocol.
 
-Protocol: ETT borders 12/4/4 months (ETTm x4); z-score fitted on the train part; the model is fitted on the train
-part with early stopping on the validation part; MSE/MAE on the scaled test set over every test window
-(stride 1, nothing dropped). Peers measured in the same run: seasonal naive (one day) and a DLinear-style linear
-map fitted by least squares on the same training windows.
+Protocol: ETT borders 12/4/4 months (ETTm x4); z-score fitted on the train part; the model is fitted
+on the train part with early stopping on the validation part; MSE/MAE on the scaled test set over
+every test window (stride 1, nothing dropped). Peers measured in the same run: seasonal naive (one
+day) and a DLinear-style linear map fitted by least squares on the same training windows.
 
-    python benchmarks/forecast_ett.py --quick             # ETTh1, horizon 96, lookback 336, one seed, CPU
-    python benchmarks/forecast_ett.py --datasets ETTh1 ETTm1 --horizons 96 192 336 720 --seeds 0 1 2
+    python benchmarks/forecast_ett.py --quick             # ETTh1, horizon 96, lookback 336, one
+    seed, CPU python benchmarks/forecast_ett.py --datasets ETTh1 ETTm1 --horizons 96 192 336 720
+    --seeds 0 1 2
 
-Each (config, dataset, lookback, horizon, seed) run is stored under benchmarks/results/runs/ and skipped when
-present, so an interrupted sweep resumes.
+Each (config, dataset, lookback, horizon, seed) run is stored under benchmarks/results/runs/ and
+skipped when present, so an interrupted sweep resumes.
 """
 
 from __future__ import annotations
@@ -69,17 +70,20 @@ def prepare(dataset: str, lookback: int, data_home) -> dict:
     }
 
 
-def run_one(args, config_name: str, dataset: str, lookback: int, horizon: int, seed: int, prep) -> dict:
+def run_one(
+    args, config_name: str, dataset: str, lookback: int, horizon: int, seed: int, prep
+) -> dict:
     scaled = prep["scaled"]
     times = prep["data"].frame[prep["data"].time_column]
     tr0, tr1 = prep["train"]
     _, va1 = prep["val"]
     te0, te1 = prep["test"]
-    # Train part + validation part, framed so that the estimator's chronological validation split holds exactly
-    # the standard validation windows (targets inside the validation part).
+    # Train part + validation part, framed so that the estimator's chronological validation split
+    # holds exactly the standard validation windows (targets inside the validation part).
     fit_frame = pd.DataFrame(scaled[tr0:va1], columns=prep["channels"])
     fit_frame.insert(0, "date", times.iloc[tr0:va1].to_numpy())
-    # chronological_split holds out the last val_fraction of target positions: exactly the validation part.
+    # chronological_split holds out the last val_fraction of target positions: exactly the
+    # validation part.
     val_fraction = (va1 - tr1) / ((va1 - tr0) - lookback)
     patch_len, stride = patching(dataset)
     est = RWKVForecaster(
@@ -150,7 +154,8 @@ def markdown(summary: dict) -> str:
         f"- date: {summary['date']}",
         f"- machine: {summary['machine'].get('gpu', summary['machine']['cpu'])}, "
         f"torch {summary['machine']['torch']}",
-        "- protocol: Time-Series-Library ETT borders, z-score on train, MSE/MAE on the scaled test set, "
+        "- protocol: Time-Series-Library ETT borders, z-score on train, MSE/MAE on the scaled "
+        "test set, "
         "every test window (stride 1)",
         "",
         "| config | dataset | lookback | horizon | seeds | RWKV-TS (ours) MSE | MAE | "
@@ -180,8 +185,12 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="ETTh1, horizon 96, lookback 336, seed 0")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="ETTh1, horizon 96, lookback 336, seed 0"
+    )
     parser.add_argument("--datasets", nargs="+", default=["ETTh1", "ETTh2", "ETTm1", "ETTm2"])
     parser.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
     parser.add_argument("--lookbacks", nargs="+", type=int, default=[336])
@@ -211,7 +220,10 @@ def main(argv=None) -> int:
                 for horizon in args.horizons:
                     results = []
                     for seed in args.seeds:
-                        run_path = runs_dir / f"{config_name}_{dataset}_L{lookback}_H{horizon}_s{seed}.json"
+                        run_path = (
+                            runs_dir
+                            / f"{config_name}_{dataset}_L{lookback}_H{horizon}_s{seed}.json"
+                        )
                         if run_path.exists():
                             import json
 

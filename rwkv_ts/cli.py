@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
-        help="train on the embedded Mauna Loa CO2 data, forecast, compare with naive baselines, plot",
+        help="train on the embedded Mauna Loa CO2 data, forecast, compare with naive baselines, "
+        "plot",
     )
     demo.add_argument("--out", default="forecast.png", help="where to write the plot (PNG)")
     demo.add_argument("--max-epochs", type=int, default=30, help="training epochs (default 30)")

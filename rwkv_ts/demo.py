@@ -1,6 +1,7 @@
 """The main job on the embedded default: train on Mauna Loa weekly CO2, forecast, score, plot.
 
-Run with ``rwkv-ts demo`` (or ``python -m rwkv_ts demo``). Needs no download: the data ships with the package.
+Run with ``rwkv-ts demo`` (or ``python -m rwkv_ts demo``). Needs no download: the data ships with
+the package.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ LOOKBACK = 208
 SEASON = 52
 
 
-def run_demo(out: str | Path = "forecast.png", *, max_epochs: int = 30, verbose: bool = True) -> dict:
-    """Fit on the train and validation part of the CO2 series, backtest on its test part, write a plot.
+def run_demo(
+    out: str | Path = "forecast.png", *, max_epochs: int = 30, verbose: bool = True
+) -> dict:
+    """Fit on the train and validation part of the CO2 series, backtest on its test part, write a
+    plot.
 
-    Forecasts are made from every 4th week of the test part (each a full 52-week horizon inside the test part)
-    and compared with the naive and seasonal-naive (52-week) forecasts from the same origins.
+    Forecasts are made from every 4th week of the test part (each a full 52-week horizon inside the
+    test part) and compared with the naive and seasonal-naive (52-week) forecasts from the same
+    origins.
 
     Returns
     -------
@@ -99,7 +104,8 @@ def format_report(result: dict) -> str:
     """A plain-text table of :func:`run_demo`'s result."""
     base = result["metrics"]["seasonal naive"]["mse"]
     lines = [
-        f"Mauna Loa weekly CO2, test part, {result['n_origins']} forecast origins, horizon {HORIZON} weeks",
+        f"Mauna Loa weekly CO2, test part, {result['n_origins']} forecast origins, "
+        f"horizon {HORIZON} weeks",
         f"{'method':<16}{'MSE (ppm^2)':>13}{'MAE (ppm)':>11}{'MSE vs seasonal naive':>24}",
     ]
     for name, m in result["metrics"].items():

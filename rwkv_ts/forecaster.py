@@ -22,10 +22,11 @@ def _check_choice(name: str, value: Any, allowed: tuple) -> None:
 
 
 class RWKVForecaster(BaseEstimator):
-    """Multi-step forecaster with an RWKV-TS encoder (patching, RWKV-6 blocks, multi-scale shift, TCN fusion).
+    """Multi-step forecaster with an RWKV-TS encoder (patching, RWKV-6 blocks, multi-scale shift,
+    TCN fusion).
 
-    Channel independent and global: every channel of every series is a univariate sequence encoded with shared
-    weights, so one model serves multivariate series and panels of many series.
+    Channel independent and global: every channel of every series is a univariate sequence encoded
+    with shared weights, so one model serves multivariate series and panels of many series.
 
     Parameters
     ----------
@@ -40,20 +41,22 @@ class RWKVForecaster(BaseEstimator):
     ffn_mult : float, default 2.0
         Channel-mix hidden width as a multiple of ``d_model``.
     shift_distances : tuple of int or "auto", default (1, 2, 4)
-        Token distances of the multi-scale token shift; ``(1,)`` is plain RWKV; ``"auto"`` takes the series'
-        three dominant periods from an FFT of the training data (converted to tokens) plus distance 1.
+        Token distances of the multi-scale token shift; ``(1,)`` is plain RWKV; ``"auto"`` takes the
+        series' three dominant periods from an FFT of the training data (converted to tokens) plus
+        distance 1.
     tcn_dilations : tuple of int, default (1, 2, 4)
         Dilations of the causal TCN branch fused with the time-mix; ``()`` switches it off.
     decay : {"data", "static"}, default "data"
         RWKV-6 data-dependent decay or RWKV-5 static decay.
     norm : {"instance", "causal"}, default "instance"
-        Instance (RevIN) normalisation of each window, or causal trailing statistics (streams in O(1)).
+        Instance (RevIN) normalisation of each window, or causal trailing statistics (streams in
+        O(1)).
     head : {"flatten", "last"} or int, default "flatten"
         Read every token of the lookback, only the last state, or the last ``head`` tokens.
     dropout : float, default 0.1
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
-        AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without improvement of the
-        validation loss, restoring the best epoch's weights.
+        AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
+        improvement of the validation loss, restoring the best epoch's weights.
     val_fraction : float, default 0.2
         Share of each series' windows, at its end, used for validation (chronological, no leakage).
     impute : {None, "linear", "ffill", "zero"}, default None
@@ -86,8 +89,8 @@ class RWKVForecaster(BaseEstimator):
     >>> from rwkv_ts import RWKVForecaster
     >>> t = pd.date_range("2024-01-01", periods=400, freq="h")
     >>> y = pd.DataFrame({"load": np.sin(np.arange(400) * 2 * np.pi / 24)}, index=t)
-    >>> est = RWKVForecaster(horizon=12, lookback=48, patch_len=8, stride=4, d_model=32, max_epochs=2,
-    ...                      verbose=False, random_state=0).fit(y)
+    >>> est = RWKVForecaster(horizon=12, lookback=48, patch_len=8, stride=4, d_model=32,
+    ...                      max_epochs=2, verbose=False, random_state=0).fit(y)
     >>> est.predict().shape
     (12, 1)
     """
@@ -229,8 +232,9 @@ class RWKVForecaster(BaseEstimator):
         Parameters
         ----------
         y : pandas.DataFrame, polars.DataFrame, pandas.Series or numpy.ndarray
-            Wide frame (a time column or DatetimeIndex and one column per channel), long frame (series id, time,
-            value), a Series, or an array (T,) or (T, C). Each series needs ``lookback + horizon`` steps.
+            Wide frame (a time column or DatetimeIndex and one column per channel), long frame
+            (series id, time, value), a Series, or an array (T,) or (T, C). Each series needs
+            ``lookback + horizon`` steps.
 
         Returns
         -------
@@ -296,13 +300,13 @@ class RWKVForecaster(BaseEstimator):
         Parameters
         ----------
         y : frame, Series or array, optional
-            A history in the same layout as at ``fit``; the forecast starts after its end. Without it, the
-            forecast continues the training data.
+            A history in the same layout as at ``fit``; the forecast starts after its end. Without
+            it, the forecast continues the training data.
 
         Returns
         -------
-        The forecast in the library and layout of the input (pandas in, pandas out; polars in, polars out), with
-        timestamps continuing the history.
+        The forecast in the library and layout of the input (pandas in, pandas out; polars in,
+        polars out), with timestamps continuing the history.
         """
         self._check_fitted()
         if y is None:
@@ -318,14 +322,16 @@ class RWKVForecaster(BaseEstimator):
     def forecast_windows(self, windows: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Forecast from many windows at once, in data units: (S, lookback, C) -> (S, horizon, C).
 
-        A fast path for backtests: no frame conversion, no timestamps. Channels are in ``channels_`` order.
+        A fast path for backtests: no frame conversion, no timestamps. Channels are in ``channels_``
+        order.
 
         Examples
         --------
         >>> import numpy as np
         >>> from rwkv_ts import RWKVForecaster
-        >>> est = RWKVForecaster(horizon=4, lookback=32, patch_len=8, stride=4, d_model=16, head_size=8,
-        ...                      max_epochs=1, verbose=False, random_state=0).fit(np.sin(np.arange(200) / 5))
+        >>> est = RWKVForecaster(horizon=4, lookback=32, patch_len=8, stride=4, d_model=16,
+        ...                      head_size=8, max_epochs=1, verbose=False, random_state=0)
+        >>> est = est.fit(np.sin(np.arange(200) / 5))
         >>> est.forecast_windows(np.zeros((3, 32, 1))).shape
         (3, 4, 1)
         """
@@ -343,13 +349,16 @@ class RWKVForecaster(BaseEstimator):
         return self._forecast_scaled(scaled, batch_size) * self.scale_std_ + self.scale_mean_
 
     def _forecast_scaled(self, windows: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Forecasts (S, horizon, C) in the scaled space from windows (S, lookback, C); no Trainer."""
+        """Forecasts (S, horizon, C) in the scaled space from windows (S, lookback, C); no
+        Trainer."""
         device = self._device()
         model = self.model_.to(device).eval()
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(windows), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size])).to(device)
+                x = torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size])).to(
+                    device
+                )
                 outputs.append(model(x).cpu().numpy())
         self.model_.to("cpu")
         return np.concatenate(outputs, axis=0).astype(np.float64)
@@ -376,4 +385,3 @@ class RWKVForecaster(BaseEstimator):
 
 
 __all__ = ["RWKVForecaster"]
-

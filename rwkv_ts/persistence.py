@@ -1,8 +1,9 @@
 """Save and load fitted estimators: one safetensors file with a JSON header; nothing is unpickled.
 
-The file holds the model weights, the scaler and the last lookback window of each training series as tensors,
-and in its metadata a JSON document with the format version, the estimator's parameters, the model configuration
-and what is needed to rebuild forecasts in the input's layout. Writes are atomic (temporary file, then rename).
+The file holds the model weights, the scaler and the last lookback window of each training series as
+tensors, and in its metadata a JSON document with the format version, the estimator's parameters,
+the model configuration and what is needed to rebuild forecasts in the input's layout. Writes are
+atomic (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
     path = Path(path)
     panel_record, windows = panel_to_record(est.last_panel_)
     tensors: dict[str, torch.Tensor] = {
-        f"model.{name}": t.detach().cpu().contiguous() for name, t in est.model_.state_dict().items()
+        f"model.{name}": t.detach().cpu().contiguous()
+        for name, t in est.model_.state_dict().items()
     }
     tensors["scale.mean"] = torch.from_numpy(np.asarray(est.scale_mean_, dtype=np.float64))
     tensors["scale.std"] = torch.from_numpy(np.asarray(est.scale_std_, dtype=np.float64))
@@ -152,8 +154,8 @@ def load(path: str | os.PathLike) -> Any:
     FileNotFoundError
         No file at ``path``.
     ModelFileError
-        Not an rwkv-ts file, corrupt or truncated, written by a newer format version, or with missing tensors or
-        wrong shapes.
+        Not an rwkv-ts file, corrupt or truncated, written by a newer format version, or with
+        missing tensors or wrong shapes.
 
     Examples
     --------

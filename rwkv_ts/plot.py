@@ -57,9 +57,15 @@ def plot_forecast(
         ax.plot(forecast_index, actual, color="black", lw=1.6, label="actual")
     palette = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple"]
     for i, (label, values) in enumerate(forecasts.items()):
-        ax.plot(forecast_index, values, color=palette[i % len(palette)], lw=1.6, ls="-" if i == 0 else "--",
-                label=label)
-    ax.axvline(forecast_index[0], color="0.6", lw=0.8, ls=":")
+        ax.plot(
+            forecast_index,
+            values,
+            color=palette[i % len(palette)],
+            lw=1.6,
+            ls="-" if i == 0 else "--",
+            label=label,
+        )
+    ax.axvline(np.asarray(forecast_index)[0], color="0.6", lw=0.8, ls=":")
     if title:
         ax.set_title(title)
     if ylabel:

@@ -1,8 +1,10 @@
-"""Training through Lightning: the training system (loss, optimiser, schedule) and the fit loop set-up.
+"""Training through Lightning: the training system (loss, optimiser, schedule) and the fit loop
+set-up.
 
-The model (:class:`rwkv_ts.nn.RWKVTSModel`) knows nothing of training; :class:`ForecastingSystem` wraps it
-the way Lightning separates a model from its training system. :func:`train_model` runs the Trainer quietly
-(no log folders, no checkpoints on disk, best weights kept in memory) and returns the training history.
+The model (:class:`rwkv_ts.nn.RWKVTSModel`) knows nothing of training; :class:`ForecastingSystem`
+wraps it the way Lightning separates a model from its training system. :func:`train_model` runs the
+Trainer quietly (no log folders, no checkpoints on disk, best weights kept in memory) and returns
+the training history.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class TrainingOptions:
 
 
 class ForecastingSystem(pl.LightningModule):
-    """Lightning training system for a forecasting model: MSE loss, AdamW, warm-up then cosine decay."""
+    """Lightning training system for a forecasting model: MSE loss, AdamW, warm-up then cosine
+    decay."""
 
     def __init__(self, model: nn.Module, options: TrainingOptions, steps_per_epoch: int) -> None:
         super().__init__()
@@ -66,7 +69,8 @@ class ForecastingSystem(pl.LightningModule):
         loss = self._loss(batch)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, step {batch_idx}; "
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, "
+                f"step {batch_idx}; "
                 "lower learning_rate or check the input for extreme values"
             )
         self._epoch_losses.append(loss.detach().item())
@@ -112,11 +116,15 @@ class ForecastingSystem(pl.LightningModule):
             return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 class BestWeights(Callback):
-    """Keep the weights of the epoch with the lowest monitored loss in memory and restore them at the end."""
+    """Keep the weights of the epoch with the lowest monitored loss in memory and restore them at
+    the end."""
 
     def __init__(self, monitor: str = "val_loss") -> None:
         self.monitor = monitor
@@ -157,7 +165,7 @@ def _quiet(verbose: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -202,7 +210,10 @@ def train_model(
     best = None
     if val_loader is not None:
         best = BestWeights()
-        callbacks += [EarlyStopping(monitor="val_loss", patience=options.patience, mode="min"), best]
+        callbacks += [
+            EarlyStopping(monitor="val_loss", patience=options.patience, mode="min"),
+            best,
+        ]
     logger = False
     if options.log_dir is not None:
         from lightning.pytorch.loggers import CSVLogger

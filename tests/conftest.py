@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data home (../shared/datasets beside the checkout) and small real slices."""
+"""Shared fixtures: the real-data home (../shared/datasets beside the checkout) and small real
+slices."""
 
 from __future__ import annotations
 
@@ -25,5 +26,6 @@ def etth1(shared_data_home):
 
 @pytest.fixture
 def etth1_slice(etth1):
-    """The first 800 hours of ETTh1, three channels, as a pandas frame with a ``date`` column (a fresh copy)."""
+    """The first 800 hours of ETTh1, three channels, as a pandas frame with a ``date`` column (a
+    fresh copy)."""
     return etth1.frame[["date", "HUFL", "MUFL", "OT"]].iloc[:800].copy()

@@ -1,4 +1,5 @@
-"""RWKVForecaster: the scikit-learn contract, every input kind, reproducibility, no litter, clear errors."""
+"""RWKVForecaster: the scikit-learn contract, every input kind, reproducibility, no litter, clear
+errors."""
 
 from __future__ import annotations
 
@@ -76,7 +77,10 @@ def test_predict_from_given_history(fitted_pandas):
     # Equal to the fast path on the last window.
     window = history[["HUFL", "MUFL", "OT"]].to_numpy()[-48:][None]
     np.testing.assert_allclose(
-        out[["HUFL", "MUFL", "OT"]].to_numpy(), est.forecast_windows(window)[0], rtol=1e-5, atol=1e-5
+        out[["HUFL", "MUFL", "OT"]].to_numpy(),
+        est.forecast_windows(window)[0],
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 

@@ -1,4 +1,5 @@
-"""Every module: stepping through a sequence gives ``forward``'s outputs (fp32, max abs error < 1e-5)."""
+"""Every module: stepping through a sequence gives ``forward``'s outputs (fp32, max abs error <
+1e-5)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _step_tokens(module, x: torch.Tensor, state: dict) -> torch.Tensor:
 
 
 def _perturb(module: torch.nn.Module, seed: int, scale: float = 0.3) -> None:
-    """Move parameters away from their (partly zero) initialisation so that every path is exercised."""
+    """Move parameters away from their (partly zero) initialisation so that every path is
+    exercised."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
@@ -72,7 +74,9 @@ def test_single_distance_is_plain_token_shift():
 @pytest.mark.parametrize("decay", ["data", "static"])
 @pytest.mark.parametrize("distances", [(1,), (1, 2, 4)])
 def test_time_mix_step_equals_forward(decay, distances):
-    mix = TimeMix(16, 8, layer_id=1, n_layers=2, shift_distances=distances, decay=decay, lora_rank=4)
+    mix = TimeMix(
+        16, 8, layer_id=1, n_layers=2, shift_distances=distances, decay=decay, lora_rank=4
+    )
     _perturb(mix, 2)
     x = torch.randn(2, 13, 16)
     expected = mix(x)
@@ -97,7 +101,9 @@ def test_tcn_step_equals_forward(kernel_size, dilations):
 
 @pytest.mark.parametrize("tcn", [(), (1, 2)])
 def test_block_step_equals_forward(tcn):
-    config = RWKVTSConfig(d_model=16, head_size=8, tcn_dilations=tcn, shift_distances=(1, 2), dropout=0.0)
+    config = RWKVTSConfig(
+        d_model=16, head_size=8, tcn_dilations=tcn, shift_distances=(1, 2), dropout=0.0
+    )
     block = RWKVBlock(config, layer_id=0).eval()
     _perturb(block, 5)
     x = torch.randn(2, 10, 16)
@@ -106,7 +112,9 @@ def test_block_step_equals_forward(tcn):
 
 @pytest.mark.parametrize("tcn", [(), (1, 2)])
 def test_block_scan_split_equals_whole(tcn):
-    config = RWKVTSConfig(d_model=16, head_size=8, tcn_dilations=tcn, shift_distances=(1, 3), dropout=0.0)
+    config = RWKVTSConfig(
+        d_model=16, head_size=8, tcn_dilations=tcn, shift_distances=(1, 3), dropout=0.0
+    )
     block = RWKVBlock(config, layer_id=1).eval()
     _perturb(block, 6)
     x = torch.randn(2, 12, 16)
@@ -223,8 +231,10 @@ def test_encoder_causal_step_equals_forward(
         for t in range(length):
             y, state = model.step(x[:, t], state)
             n = t + 1
-            ready = n >= patch_len and (n - patch_len) % stride == 0 and (
-                (n - patch_len) // stride + 1 >= head_tokens
+            ready = (
+                n >= patch_len
+                and (n - patch_len) % stride == 0
+                and ((n - patch_len) // stride + 1 >= head_tokens)
             )
             if ready:
                 assert y is not None

@@ -1,7 +1,8 @@
-"""JSON-safe records of a :class:`~rwkv_ts.data.frames.Panel` (no pickle), for saving fitted estimators.
+"""JSON-safe records of a :class:`~rwkv_ts.data.frames.Panel` (no pickle), for saving fitted
+estimators.
 
-Labels (column names, series ids) keep their Python type through a small tagged encoding; dtypes and time
-zones are stored by name and rebuilt with the library they came from.
+Labels (column names, series ids) keep their Python type through a small tagged encoding; dtypes and
+time zones are stored by name and rebuilt with the library they came from.
 """
 
 from __future__ import annotations

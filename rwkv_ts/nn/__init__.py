@@ -1,4 +1,5 @@
-"""Torch modules of rwkv-ts; each has ``forward`` over a sequence and ``step`` with an explicit state."""
+"""Torch modules of rwkv-ts; each has ``forward`` over a sequence and ``step`` with an explicit
+state."""
 
 from rwkv_ts.nn.block import RWKVBlock
 from rwkv_ts.nn.channel_mix import ChannelMix

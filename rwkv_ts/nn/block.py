@@ -1,4 +1,5 @@
-"""One RWKV-TS block: time-mix (fused with the TCN branch) and channel-mix, each with pre-norm residuals."""
+"""One RWKV-TS block: time-mix (fused with the TCN branch) and channel-mix, each with pre-norm
+residuals."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ class RWKVBlock(nn.Module):
     def scan(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         new_state = {}
         h = self.ln1(x)
-        a, new_state["time_mix"] = self.time_mix.scan(h, None if state is None else state["time_mix"])
+        a, new_state["time_mix"] = self.time_mix.scan(
+            h, None if state is None else state["time_mix"]
+        )
         if self.tcn is not None:
             c, new_state["tcn"] = self.tcn.scan(h, None if state is None else state["tcn"])
             a = self.fusion(a, c)

@@ -10,15 +10,17 @@ from typing import Literal
 class RWKVTSConfig:
     """Hyperparameters of :class:`rwkv_ts.nn.RWKVTSModel`.
 
-    The model is channel independent: every channel of a multivariate series is encoded as a separate univariate
-    sequence with shared weights, so the number of channels is not part of the configuration.
+    The model is channel independent: every channel of a multivariate series is encoded as a
+    separate univariate sequence with shared weights, so the number of channels is not part of the
+    configuration.
 
     Parameters
     ----------
     lookback, horizon
         Input window length and number of steps forecast, in samples.
     patch_len, stride
-        Patch length and stride, in samples. Patches are aligned so that the last one ends at the last sample.
+        Patch length and stride, in samples. Patches are aligned so that the last one ends at the
+        last sample.
     d_model, n_layers, head_size
         Width, depth, and the WKV head size (``d_model // head_size`` heads).
     ffn_mult
@@ -26,20 +28,22 @@ class RWKVTSConfig:
     shift_distances
         Token distances mixed by the multi-scale token shift; ``(1,)`` is plain RWKV token shift.
     decay
-        ``"data"``: RWKV-6 data-dependent decay; ``"static"``: RWKV-5 decay learned per channel, constant in time.
+        ``"data"``: RWKV-6 data-dependent decay; ``"static"``: RWKV-5 decay learned per channel,
+        constant in time.
     lora_rank
         Rank of the low-rank projections of the data-dependent token shift and decay.
     tcn_dilations, tcn_kernel_size
-        The causal dilated temporal-convolution branch fused with the time-mix through a learned gate; an empty
-        tuple switches the branch off.
+        The causal dilated temporal-convolution branch fused with the time-mix through a learned
+        gate; an empty tuple switches the branch off.
     norm
-        ``"instance"``: RevIN statistics of the whole input window (most accurate; a stream must recompute the
-        window). ``"causal"``: trailing statistics of the last ``norm_window`` samples (streams in O(1)).
+        ``"instance"``: RevIN statistics of the whole input window (most accurate; a stream must
+        recompute the window). ``"causal"``: trailing statistics of the last ``norm_window`` samples
+        (streams in O(1)).
     norm_window
         Window of the causal normalisation; ``None`` means ``lookback``.
     head_tokens
-        Number of final tokens the head reads; ``None`` means every token of the lookback (the flatten head of
-        PatchTST/RWKV-TS), ``1`` reads only the last state.
+        Number of final tokens the head reads; ``None`` means every token of the lookback (the
+        flatten head of PatchTST/RWKV-TS), ``1`` reads only the last state.
     dropout
         Dropout on the token embeddings, block outputs and head input.
     """
@@ -98,7 +102,15 @@ class RWKVTSConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
-        for name in ("lookback", "horizon", "patch_len", "stride", "d_model", "n_layers", "head_size"):
+        for name in (
+            "lookback",
+            "horizon",
+            "patch_len",
+            "stride",
+            "d_model",
+            "n_layers",
+            "head_size",
+        ):
             positive(name)
         if self.patch_len > self.lookback:
             raise ValueError(

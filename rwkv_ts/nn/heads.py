@@ -9,8 +9,9 @@ from torch import nn
 class TokenHead(nn.Module):
     """Linear forecast from the last ``n_tokens`` tokens, flattened.
 
-    ``n_tokens`` equal to the number of patches of the lookback is the flatten head of PatchTST and RWKV-TS;
-    ``n_tokens=1`` reads only the last state. ``step`` keeps a ring buffer of the last ``n_tokens`` tokens.
+    ``n_tokens`` equal to the number of patches of the lookback is the flatten head of PatchTST and
+    RWKV-TS; ``n_tokens=1`` reads only the last state. ``step`` keeps a ring buffer of the last
+    ``n_tokens`` tokens.
 
     Examples
     --------
@@ -38,7 +39,9 @@ class TokenHead(nn.Module):
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> dict:
         return {
-            "buffer": torch.zeros(batch_size, self.n_tokens, self.d_model, device=device, dtype=dtype)
+            "buffer": torch.zeros(
+                batch_size, self.n_tokens, self.d_model, device=device, dtype=dtype
+            )
         }
 
     def step(self, token: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:

@@ -1,9 +1,9 @@
 """The RWKV-TS encoder-forecaster: normalisation, patching, RWKV blocks, a forecast head.
 
-Parallel mode (``forward``) runs a whole window; recurrent mode (``step``) takes one sample per channel at a
-time with an explicit state. In the causal configuration (``norm="causal"``) the two give the same forecasts;
-in the windowed configuration (``norm="instance"``) ``step`` keeps the last ``lookback`` samples and recomputes
-the window, which is what instance normalisation demands.
+Parallel mode (``forward``) runs a whole window; recurrent mode (``step``) takes one sample per
+channel at a time with an explicit state. In the causal configuration (``norm="causal"``) the two
+give the same forecasts; in the windowed configuration (``norm="instance"``) ``step`` keeps the last
+``lookback`` samples and recomputes the window, which is what instance normalisation demands.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class RWKVTSModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forecast (B, horizon, C) from the window ``x`` (B, L, C)."""
         if x.ndim != 3:
-            raise ValueError(f"expected input of shape (batch, length, channels), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected input of shape (batch, length, channels), got {tuple(x.shape)}"
+            )
         batch, length, channels = x.shape
         series = x.permute(0, 2, 1).reshape(batch * channels, length)
         z, stats = self.norm(series)
@@ -69,7 +71,9 @@ class RWKVTSModel(nn.Module):
         return y.view(batch, channels, -1).permute(0, 2, 1)
 
     # ------------------------------------------------------------------ recurrent mode
-    def init_state(self, batch_size: int, n_channels: int, device=None, dtype=torch.float32) -> dict:
+    def init_state(
+        self, batch_size: int, n_channels: int, device=None, dtype=torch.float32
+    ) -> dict:
         """Zero state for ``batch_size`` series of ``n_channels`` channels."""
         n = batch_size * n_channels
         state = {"norm": self.norm.init_state(n, device, dtype)}
@@ -82,12 +86,13 @@ class RWKVTSModel(nn.Module):
         return state
 
     def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor | None, dict]:
-        """Take one sample per channel, ``x_t`` (B, C); return the forecast (B, horizon, C) or ``None``.
+        """Take one sample per channel, ``x_t`` (B, C); return the forecast (B, horizon, C) or
+        ``None``.
 
-        Causal configuration: a forecast comes whenever a patch completes (every ``stride`` samples once
-        ``patch_len`` samples have been seen) and equals ``forward`` over all samples so far. Windowed
-        configuration: a forecast comes after every sample once ``lookback`` samples have been seen and equals
-        ``forward`` over the last ``lookback`` samples.
+        Causal configuration: a forecast comes whenever a patch completes (every ``stride`` samples
+        once ``patch_len`` samples have been seen) and equals ``forward`` over all samples so far.
+        Windowed configuration: a forecast comes after every sample once ``lookback`` samples have
+        been seen and equals ``forward`` over the last ``lookback`` samples.
         """
         batch, channels = x_t.shape
         flat = x_t.reshape(batch * channels)

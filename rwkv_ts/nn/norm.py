@@ -1,7 +1,8 @@
-"""Normalisation of each input series: RevIN-style instance statistics, or causal trailing statistics.
+"""Normalisation of each input series: RevIN-style instance statistics, or causal trailing
+statistics.
 
-Both work on channel-independent univariate sequences ``x`` of shape (B, L) and return the normalised sequence
-and the statistics used to map forecasts back to the data's scale.
+Both work on channel-independent univariate sequences ``x`` of shape (B, L) and return the
+normalised sequence and the statistics used to map forecasts back to the data's scale.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ EPS = 1e-5
 class InstanceNorm(nn.Module):
     """RevIN-style normalisation by the mean and standard deviation of the whole input window.
 
-    ``step`` keeps the last ``window`` samples and normalises each new sample by the statistics of the window
-    that ends with it, which is what ``forward`` gives for the last position of that window.
+    ``step`` keeps the last ``window`` samples and normalises each new sample by the statistics of
+    the window that ends with it, which is what ``forward`` gives for the last position of that
+    window.
 
     Examples
     --------
@@ -57,11 +59,13 @@ class InstanceNorm(nn.Module):
 
 
 class CausalNorm(nn.Module):
-    """Normalise every sample by the statistics of the trailing ``window`` samples (itself included).
+    """Normalise every sample by the statistics of the trailing ``window`` samples (itself
+    included).
 
-    At position ``t`` the mean and variance are those of ``x[max(0, t - window + 1) : t + 1]``, so nothing
-    depends on the future and a stream needs only the last ``window`` samples. The statistics returned for
-    de-normalising forecasts are those of the last position. Sums are accumulated in float64.
+    At position ``t`` the mean and variance are those of ``x[max(0, t - window + 1) : t + 1]``, so
+    nothing depends on the future and a stream needs only the last ``window`` samples. The
+    statistics returned for de-normalising forecasts are those of the last position. Sums are
+    accumulated in float64.
 
     Examples
     --------

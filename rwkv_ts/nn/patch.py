@@ -9,10 +9,10 @@ from torch import nn
 class PatchEmbedding(nn.Module):
     """Linear embedding of patches of ``patch_len`` samples taken every ``stride`` samples.
 
-    ``forward`` aligns the patches so that the last one ends at the last sample (leading samples that do not
-    fill a patch are dropped); ``step`` takes one sample at a time and emits a token whenever a patch is
-    complete, counting from the first sample it saw. The two agree whenever the sequence length ``L`` satisfies
-    ``(L - patch_len) % stride == 0``.
+    ``forward`` aligns the patches so that the last one ends at the last sample (leading samples
+    that do not fill a patch are dropped); ``step`` takes one sample at a time and emits a token
+    whenever a patch is complete, counting from the first sample it saw. The two agree whenever the
+    sequence length ``L`` satisfies ``(L - patch_len) % stride == 0``.
 
     Examples
     --------
@@ -49,7 +49,8 @@ class PatchEmbedding(nn.Module):
         }
 
     def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor | None, dict]:
-        """Take samples ``x_t`` (B,); return a token (B, d_model) when a patch completes, else ``None``."""
+        """Take samples ``x_t`` (B,); return a token (B, d_model) when a patch completes, else
+        ``None``."""
         buffer = torch.cat([state["buffer"][:, 1:], x_t[:, None]], dim=1)
         count = state["count"] + 1
         new_state = {"buffer": buffer, "count": count}

@@ -13,7 +13,8 @@ def dominant_periods(
     Parameters
     ----------
     values
-        Array (T,) or (T, C); channels are averaged in amplitude. The mean of each channel is removed first.
+        Array (T,) or (T, C); channels are averaged in amplitude. The mean of each channel is
+        removed first.
     k
         Number of periods returned (fewer if the series is too short).
     min_period, max_period

@@ -1,4 +1,5 @@
-"""Multi-scale token shift: mix each token with tokens several steps back, with data-dependent weights."""
+"""Multi-scale token shift: mix each token with tokens several steps back, with data-dependent
+weights."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import torch
 from torch import nn
 
 
-def shift_sequence(x: torch.Tensor, distance: int, previous: torch.Tensor | None = None) -> torch.Tensor:
-    """Return ``x`` (B, T, D) delayed by ``distance`` steps, filled from ``previous`` (B, >=distance, D) or zeros."""
+def shift_sequence(
+    x: torch.Tensor, distance: int, previous: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Return ``x`` (B, T, D) delayed by ``distance`` steps, filled from ``previous`` (B,
+    >=distance, D) or zeros."""
     batch, length, width = x.shape
     if previous is None:
         head = x.new_zeros(batch, distance, width)
@@ -20,8 +24,8 @@ class MultiScaleShift(nn.Module):
     """Token shift over several distances, mixed by weights computed from the current token.
 
     For distances ``(d_1, ..., d_m)`` the output at ``t`` is ``sum_i a_i(x_t) * x_{t - d_i}`` with
-    ``a(x_t) = softmax(W x_t + b)``; tokens before the start of the sequence are zeros. With the single distance
-    ``(1,)`` the weight is 1 and this is RWKV's plain token shift.
+    ``a(x_t) = softmax(W x_t + b)``; tokens before the start of the sequence are zeros. With the
+    single distance ``(1,)`` the weight is 1 and this is RWKV's plain token shift.
 
     Examples
     --------
@@ -56,7 +60,9 @@ class MultiScaleShift(nn.Module):
         return self._mix(x, [shift_sequence(x, d, previous) for d in self.distances])
 
     def init_state(self, batch_size: int, width: int, device=None, dtype=torch.float32) -> dict:
-        return {"buffer": torch.zeros(batch_size, self.max_distance, width, device=device, dtype=dtype)}
+        return {
+            "buffer": torch.zeros(batch_size, self.max_distance, width, device=device, dtype=dtype)
+        }
 
     def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
         buffer = state["buffer"]

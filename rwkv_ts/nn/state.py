@@ -1,7 +1,8 @@
 """Helpers for the recurrent state that every module's ``step`` carries.
 
-A state is a dict of tensors (batch first); composite modules nest their children's states under the child's
-attribute name. Safetensors stores flat mappings, hence :func:`flatten_state` and :func:`unflatten_state`.
+A state is a dict of tensors (batch first); composite modules nest their children's states under the
+child's attribute name. Safetensors stores flat mappings, hence :func:`flatten_state` and
+:func:`unflatten_state`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A causal dilated temporal-convolution (TCN) branch over tokens, fused with the RWKV branch by a gate."""
+"""A causal dilated temporal-convolution (TCN) branch over tokens, fused with the RWKV branch by a
+gate."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from torch.nn import functional as F
 
 
 class CausalConvLayer(nn.Module):
-    """Depthwise causal dilated convolution, GELU, pointwise projection, and a residual connection."""
+    """Depthwise causal dilated convolution, GELU, pointwise projection, and a residual
+    connection."""
 
     def __init__(self, d_model: int, kernel_size: int, dilation: int) -> None:
         super().__init__()
@@ -18,7 +20,9 @@ class CausalConvLayer(nn.Module):
         self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, dilation=dilation, groups=d_model)
         self.pointwise = nn.Linear(d_model, d_model)
 
-    def scan(self, x: torch.Tensor, history: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def scan(
+        self, x: torch.Tensor, history: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         batch, length, width = x.shape
         if history is None:
             history = x.new_zeros(batch, self.receptive, width)
@@ -38,7 +42,8 @@ class CausalConvLayer(nn.Module):
 class TCNBranch(nn.Module):
     """A stack of causal dilated convolutions over the token sequence.
 
-    After MSRWKV-2DTCN's temporal-convolution branch, made causal so it streams with bounded buffers.
+    After MSRWKV-2DTCN's temporal-convolution branch, made causal so it streams with bounded
+    buffers.
 
     Examples
     --------
@@ -55,7 +60,9 @@ class TCNBranch(nn.Module):
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> dict:
         return {
-            str(i): torch.zeros(batch_size, layer.receptive, self.d_model, device=device, dtype=dtype)
+            str(i): torch.zeros(
+                batch_size, layer.receptive, self.d_model, device=device, dtype=dtype
+            )
             for i, layer in enumerate(self.layers)
         }
 

@@ -15,13 +15,14 @@ _TARGETS = ("w", "k", "v", "r", "g")
 class TimeMix(nn.Module):
     """RWKV-6 ("Finch") time-mix with a multi-scale token shift.
 
-    The shifted token is mixed into each of the five projections (decay ``w``, key, value, receptance, gate)
-    with data-dependent interpolation weights (RWKV-6's low-rank "ddlerp"); the decay is data dependent
-    (``decay="data"``) or a learned constant per channel (``decay="static"``, RWKV-5). Heads of ``head_size``
-    channels each run the WKV recurrence of :func:`rwkv_ts.ops.wkv`.
+    The shifted token is mixed into each of the five projections (decay ``w``, key, value,
+    receptance, gate) with data-dependent interpolation weights (RWKV-6's low-rank "ddlerp"); the
+    decay is data dependent (``decay="data"``) or a learned constant per channel
+    (``decay="static"``, RWKV-5). Heads of ``head_size`` channels each run the WKV recurrence of
+    :func:`rwkv_ts.ops.wkv`.
 
-    ``scan(x, state)`` runs a whole sequence from a state and returns the final one, ``step`` one token;
-    ``forward(x)`` starts from zeros.
+    ``scan(x, state)`` runs a whole sequence from a state and returns the final one, ``step`` one
+    token; ``forward(x)`` starts from zeros.
 
     Examples
     --------
@@ -65,10 +66,14 @@ class TimeMix(nn.Module):
             )
         )
         self.maa_w1 = nn.Parameter(torch.zeros(d_model, len(_TARGETS) * lora_rank))
-        self.maa_w2 = nn.Parameter(torch.empty(len(_TARGETS), lora_rank, d_model).uniform_(-0.01, 0.01))
+        self.maa_w2 = nn.Parameter(
+            torch.empty(len(_TARGETS), lora_rank, d_model).uniform_(-0.01, 0.01)
+        )
 
         n = torch.arange(d_model, dtype=torch.float32)
-        self.time_decay = nn.Parameter(-6.0 + 5.0 * (n / max(d_model - 1, 1)) ** (0.7 + 1.3 * ratio_0_to_1))
+        self.time_decay = nn.Parameter(
+            -6.0 + 5.0 * (n / max(d_model - 1, 1)) ** (0.7 + 1.3 * ratio_0_to_1)
+        )
         if self.data_decay:
             self.decay_w1 = nn.Parameter(torch.zeros(d_model, 2 * lora_rank))
             self.decay_w2 = nn.Parameter(torch.empty(2 * lora_rank, d_model).uniform_(-0.01, 0.01))
@@ -113,7 +118,8 @@ class TimeMix(nn.Module):
         }
 
     def scan(self, x: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
-        """Run the sequence ``x`` (B, T, D) from ``state`` (zeros if ``None``); return outputs and final state."""
+        """Run the sequence ``x`` (B, T, D) from ``state`` (zeros if ``None``); return outputs and
+        final state."""
         batch, length, _ = x.shape
         previous = None if state is None else state["shift"]["buffer"]
         shifted = self.shift(x, previous)
@@ -130,7 +136,12 @@ class TimeMix(nn.Module):
         history = x if previous is None else torch.cat([previous, x], dim=1)
         if history.shape[1] < self.shift.max_distance:
             history = torch.cat(
-                [history.new_zeros(batch, self.shift.max_distance - history.shape[1], self.d_model), history],
+                [
+                    history.new_zeros(
+                        batch, self.shift.max_distance - history.shape[1], self.d_model
+                    ),
+                    history,
+                ],
                 dim=1,
             )
         new_state = {
