@@ -6,7 +6,7 @@ Examples
 --------
 >>> import rwkv_ts
 >>> sorted(rwkv_ts.__all__)[:2]
-['RWKVForecaster', '__version__']
+['RWKVClassifier', 'RWKVForecaster']
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["RWKVForecaster", "__version__", "load"]
+__all__ = ["RWKVClassifier", "RWKVForecaster", "RWKVRegressor", "__version__", "load"]
 
 
 def __getattr__(name: str):
@@ -27,6 +27,14 @@ def __getattr__(name: str):
         from rwkv_ts.forecaster import RWKVForecaster
 
         return RWKVForecaster
+    if name == "RWKVClassifier":
+        from rwkv_ts.classifier import RWKVClassifier
+
+        return RWKVClassifier
+    if name == "RWKVRegressor":
+        from rwkv_ts.regressor import RWKVRegressor
+
+        return RWKVRegressor
     if name == "load":
         from rwkv_ts.persistence import load
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
+from torch.utils.data import DataLoader
 
 from rwkv_ts.data import Panel, WindowDataset, check_same_channels, chronological_split, to_panel
 from rwkv_ts.data.frames import forecast_to_frame
@@ -40,10 +41,10 @@ class RWKVForecaster(BaseEstimator):
         Width, number of RWKV blocks and WKV head size.
     ffn_mult : float, default 2.0
         Channel-mix hidden width as a multiple of ``d_model``.
-    shift_distances : tuple of int or "auto", default (1, 2, 4)
-        Token distances of the multi-scale token shift; ``(1,)`` is plain RWKV; ``"auto"`` takes the
-        series' three dominant periods from an FFT of the training data (converted to tokens) plus
-        distance 1.
+    shift_distances : tuple of int, int or "auto", default (1, 2, 4)
+        Token distances of the multi-scale token shift; ``(1,)`` (or ``1``) is plain RWKV;
+        ``"auto"`` takes the series' three dominant periods from an FFT of the training data
+        (converted to tokens) plus distance 1.
     tcn_dilations : tuple of int, default (1, 2, 4)
         Dilations of the causal TCN branch fused with the time-mix; ``()`` switches it off.
     decay : {"data", "static"}, default "data"
@@ -53,8 +54,14 @@ class RWKVForecaster(BaseEstimator):
         O(1)).
     head : {"flatten", "last"} or int, default "flatten"
         Read every token of the lookback, only the last state, or the last ``head`` tokens.
-    dropout : float, default 0.1
+    dropout : float, default 0.3
+    linear_skip : bool, default True
+        Add a linear map from the normalised lookback to the forecast beside the encoder's head
+        (a residual linear branch, as RLinear/DLinear). In the windowed configuration it is
+        fitted by ridge least squares on the training windows before gradient training, so
+        training starts from the best linear forecast and the encoder learns what it misses.
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
+        Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
         improvement of the validation loss, restoring the best epoch's weights.
     val_fraction : float, default 0.2
@@ -80,7 +87,8 @@ class RWKVForecaster(BaseEstimator):
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
         Per-channel standardisation fitted on the training data.
     history_ : list of dict
-        Per-epoch training and validation loss.
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation part) and
+        ``train_seconds`` (wall time of the training steps, validation excluded).
     best_epoch_ : int or None
 
     Examples
@@ -110,10 +118,11 @@ class RWKVForecaster(BaseEstimator):
         decay: str = "data",
         norm: str = "instance",
         head: str | int = "flatten",
-        dropout: float = 0.1,
+        dropout: float = 0.3,
+        linear_skip: bool = True,
         max_epochs: int = 20,
         batch_size: int = 128,
-        learning_rate: float = 1e-3,
+        learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
         patience: int = 3,
         val_fraction: float = 0.2,
@@ -141,6 +150,7 @@ class RWKVForecaster(BaseEstimator):
         self.norm = norm
         self.head = head
         self.dropout = dropout
+        self.linear_skip = linear_skip
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -183,7 +193,22 @@ class RWKVForecaster(BaseEstimator):
             longest = max(scaled, key=len)
             periods = dominant_periods(longest, k=3, max_period=self.lookback)
             return periods_to_distances(periods, self.stride, max_distance=max(n_patches - 1, 1))
-        return tuple(int(d) for d in self.shift_distances)
+        distances = self.shift_distances
+        if isinstance(distances, int | np.integer) and not isinstance(distances, bool):
+            distances = (distances,)
+        try:
+            resolved = tuple(int(d) for d in distances)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "shift_distances must be 'auto', a positive integer or a tuple of positive "
+                f"integers, got {self.shift_distances!r}"
+            ) from None
+        if not resolved or min(resolved) < 1:
+            raise ValueError(
+                "shift_distances must hold at least one positive integer, "
+                f"got {self.shift_distances!r}"
+            )
+        return resolved
 
     def _build_config(self, distances: tuple[int, ...]) -> RWKVTSConfig:
         n_patches = (self.lookback - self.patch_len) // self.stride + 1
@@ -202,6 +227,7 @@ class RWKVForecaster(BaseEstimator):
             norm=self.norm,
             head_tokens=self._head_tokens(n_patches),
             dropout=self.dropout,
+            linear_skip=bool(self.linear_skip),
         )
 
     def _check_params(self) -> None:
@@ -242,32 +268,63 @@ class RWKVForecaster(BaseEstimator):
         """
         self._check_params()
         panel = self._panel(y, min_length=self.lookback + self.horizon)
-        stacked = np.concatenate(panel.values, axis=0).astype(np.float64)
-        mean = stacked.mean(axis=0)
-        std = stacked.std(axis=0)
-        self.scale_mean_ = mean
-        self.scale_std_ = np.where(std > 1e-12, std, 1.0)
-        scaled = self._scale(panel.values)
-
+        raw = [np.asarray(v, dtype=np.float64) for v in panel.values]
         n_patches = (self.lookback - self.patch_len) // self.stride + 1
-        config = self._build_config(self._resolve_distances(scaled, n_patches))
-        train_arrays, val_arrays = chronological_split(
-            scaled, self.val_fraction, self.lookback, self.horizon
-        )
-        train_data = WindowDataset(train_arrays, self.lookback, self.horizon)
-        val_data = WindowDataset(val_arrays, self.lookback, self.horizon) if val_arrays else None
+        streamable = self.norm == "causal" and self._head_tokens(n_patches) is not None
+        if streamable:
+            # An RNN over the whole history: train on long segments, a loss at every token.
+            from rwkv_ts.stream.training import segment_datasets, segment_length
+
+            window = segment_length(
+                self.lookback, self.horizon, [len(v) for v in raw], self.val_fraction
+            )
+        else:
+            window = self.lookback
+        # Split before scaling: the scaler sees the training part only, never validation.
+        train_raw, val_raw = chronological_split(raw, self.val_fraction, window, self.horizon)
+        stacked = np.concatenate(train_raw, axis=0)
+        std = stacked.std(axis=0)
+        self.scale_mean_ = stacked.mean(axis=0)
+        self.scale_std_ = np.where(std > 1e-12, std, 1.0)
+        train_arrays, val_arrays = self._scale(train_raw), self._scale(val_raw)
+
+        config = self._build_config(self._resolve_distances(train_arrays, n_patches))
+        if config.streamable:
+            train_data, val_data = segment_datasets(train_arrays, val_arrays, config, window)
+            # batch_size counts lookback windows: a segment holds segment / lookback of them
+            batch_size = max(1, self.batch_size * self.lookback // window)
+        else:
+            train_data = WindowDataset(train_arrays, self.lookback, self.horizon)
+            val_data = (
+                WindowDataset(val_arrays, self.lookback, self.horizon) if val_arrays else None
+            )
+            batch_size = self.batch_size
 
         seed = self.random_state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVTSModel(config)
+            if config.linear_skip and not config.streamable:
+                loader = DataLoader(train_data, batch_size=4096, shuffle=False)
+                model.fit_skip_least_squares(loader)
+            elif config.linear_skip:
+                from rwkv_ts.stream.training import fit_skip_on_segments
+
+                fit_skip_on_segments(model, train_data)
+            if config.streamable:
+                from rwkv_ts.stream.training import TokenForecasts
+
+                trained, loss = TokenForecasts(model), "masked_mse"
+            else:
+                trained, loss = model, "mse"
             result = train_model(
-                model,
+                trained,
                 train_data,
                 val_data,
                 TrainingOptions(
+                    loss=loss,
                     max_epochs=self.max_epochs,
-                    batch_size=self.batch_size,
+                    batch_size=batch_size,
                     learning_rate=self.learning_rate,
                     weight_decay=self.weight_decay,
                     patience=self.patience,
@@ -285,7 +342,8 @@ class RWKVForecaster(BaseEstimator):
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
         self.n_epochs_ = result.n_epochs
-        self.last_panel_ = panel_tail(panel, self.lookback)
+        # The streamable configuration forecasts from the whole history, so it keeps it all.
+        self.last_panel_ = panel if config.streamable else panel_tail(panel, self.lookback)
         return self
 
     def _check_fitted(self) -> None:
@@ -296,6 +354,11 @@ class RWKVForecaster(BaseEstimator):
 
     def predict(self, y: Any = None) -> Any:
         """Forecast the next ``horizon`` steps.
+
+        The windowed configuration reads the last ``lookback`` samples of each series. The
+        streamable configuration (``norm="causal"`` with ``head="last"`` or a number of tokens)
+        is a recurrent model over the whole history: it reads every sample given (or, without
+        ``y``, the whole training series), which is what ``stream()`` gives after every sample.
 
         Parameters
         ----------
@@ -314,8 +377,11 @@ class RWKVForecaster(BaseEstimator):
         else:
             panel = self._panel(y, min_length=self.lookback)
             check_same_channels(panel, self.channels_)
-        windows = np.stack([v[-self.lookback :] for v in self._scale(panel.values)])
-        forecasts = self._forecast_scaled(windows)
+        if self.config_.streamable:
+            forecasts = self._forecast_histories(self._scale(panel.values))
+        else:
+            windows = np.stack([v[-self.lookback :] for v in self._scale(panel.values)])
+            forecasts = self._forecast_scaled(windows)
         forecasts = forecasts * self.scale_std_ + self.scale_mean_
         return forecast_to_frame(list(forecasts), panel, self.horizon)
 
@@ -348,6 +414,21 @@ class RWKVForecaster(BaseEstimator):
         scaled = ((windows - self.scale_mean_) / self.scale_std_).astype(np.float32)
         return self._forecast_scaled(scaled, batch_size) * self.scale_std_ + self.scale_mean_
 
+    def _forecast_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Streamable configuration: forecasts (S, horizon, C), scaled space, each from the whole
+        scaled history (T_i, C) of a series, the recurrence starting from zeros at its first
+        sample (what a stream fed the same samples gives)."""
+        model = self.model_.to("cpu").eval()
+        out = np.empty((len(histories), self.horizon, len(self.channels_)), dtype=np.float64)
+        by_length: dict[int, list[int]] = {}
+        for i, h in enumerate(histories):
+            by_length.setdefault(len(h), []).append(i)
+        with torch.inference_mode():
+            for group in by_length.values():
+                x = torch.from_numpy(np.stack([histories[i] for i in group]))
+                out[group] = model(x).numpy()
+        return out
+
     def _forecast_scaled(self, windows: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Forecasts (S, horizon, C) in the scaled space from windows (S, lookback, C); no
         Trainer."""
@@ -362,6 +443,41 @@ class RWKVForecaster(BaseEstimator):
                 outputs.append(model(x).cpu().numpy())
         self.model_.to("cpu")
         return np.concatenate(outputs, axis=0).astype(np.float64)
+
+    def stream(self, history: Any = "fit", backend: str = "torch"):
+        """A :class:`~rwkv_ts.stream.ForecastStream`: feed new samples, read forecasts at once.
+
+        Parameters
+        ----------
+        history : "fit", None, or frame/Series/array, default "fit"
+            ``"fit"`` continues the series seen at ``fit`` (its forecast is ``predict()``);
+            ``None`` starts empty (series join with their first samples, or restore a saved state
+            with ``load_state``); data starts from that history, as ``predict(y)`` reads it.
+        backend : {"torch", "numba"}, default "torch"
+            Streamable configuration only: ``"numba"`` steps with the torch-free runtime's kernel
+            (same results, far less time per sample; see ``docs/streaming.md``).
+
+        Notes
+        -----
+        In the streamable configuration (``norm="causal"`` with ``head="last"`` or a number of
+        tokens) a new sample costs one recurrent token step; otherwise the stream re-encodes the
+        last ``lookback`` samples per update. Either way the forecasts equal ``predict`` on the
+        same history. See ``docs/streaming.md``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rwkv_ts import RWKVForecaster
+        >>> est = RWKVForecaster(horizon=4, lookback=32, patch_len=8, stride=4, d_model=16,
+        ...                      head_size=8, max_epochs=1, verbose=False, random_state=0)
+        >>> stream = est.fit(np.sin(np.arange(200) / 5)).stream()
+        >>> stream.update(np.array([0.1])).shape
+        (4, 1)
+        """
+        from rwkv_ts.stream import ForecastStream
+
+        self._check_fitted()
+        return ForecastStream.from_estimator(self, history, backend)
 
     def save(self, path) -> None:
         """Save the fitted forecaster to one file (safetensors with a JSON header; no pickle).

@@ -80,3 +80,20 @@ def seasonal_naive_forecast(history: np.ndarray, horizon: int, period: int) -> n
     season = history[-period:]
     reps = -(-horizon // period)
     return np.tile(season, (reps, 1))[:horizon]
+
+
+def phm08_score(y_true, y_pred) -> float:
+    """The PHM08 challenge score of remaining-useful-life estimates (lower is better).
+
+    With ``d = y_pred - y_true``, each unit adds ``exp(-d / 13) - 1`` when the estimate is early
+    (``d < 0``) and ``exp(d / 10) - 1`` when it is late, so late estimates cost more (Saxena et
+    al., PHM 2008). The RMSE of RUL estimates is :func:`rmse`.
+
+    Examples
+    --------
+    >>> round(phm08_score([50.0, 50.0], [40.0, 60.0]), 4)  # 10 early, then 10 late
+    2.8764
+    """
+    a, b = _pair(y_true, y_pred)
+    d = b - a
+    return float(np.sum(np.where(d < 0, np.expm1(-d / 13.0), np.expm1(d / 10.0))))

@@ -23,6 +23,8 @@ from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_reco
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
 
 FORMAT = "rwkv-ts/forecaster"
+#: format tag of the sequence estimators (RWKVClassifier, RWKVRegressor); same versioning
+SEQUENCE_FORMAT = "rwkv-ts/sequence"
 FORMAT_VERSION = 1
 
 
@@ -74,7 +76,10 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
         "n_epochs": est.n_epochs_,
         "panel": panel_record,
     }
-    metadata = {"format": FORMAT, "rwkv_ts": json.dumps(header)}
+    return _write_atomic(tensors, {"format": FORMAT, "rwkv_ts": json.dumps(header)}, path)
+
+
+def _write_atomic(tensors: dict[str, torch.Tensor], metadata: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -96,7 +101,7 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
-            if metadata.get("format") != FORMAT:
+            if metadata.get("format") not in (FORMAT, SEQUENCE_FORMAT):
                 raise ModelFileError(
                     f"{path} is a safetensors file but not an rwkv-ts forecaster "
                     f"(format {metadata.get('format')!r})"
@@ -173,6 +178,8 @@ def load(path: str | os.PathLike) -> Any:
 
     path = Path(path)
     header, tensors = _read(path)
+    if header.get("estimator") in ("RWKVClassifier", "RWKVRegressor"):
+        return _load_sequence_estimator(header, tensors, path)
     if header.get("estimator") != "RWKVForecaster":
         raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not an RWKVForecaster")
     try:
@@ -206,4 +213,91 @@ def load(path: str | os.PathLike) -> Any:
     est.best_epoch_ = header.get("best_epoch")
     est.n_epochs_ = header.get("n_epochs")
     est.last_panel_ = panel
+    return est
+
+
+# ---------------------------------------------------------------------- sequence estimators
+
+
+def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
+    """Write a fitted :class:`~rwkv_ts.RWKVClassifier` or :class:`~rwkv_ts.RWKVRegressor` to
+    ``path`` atomically (weights, scalers and class labels; no pickle)."""
+    from rwkv_ts import __version__
+    from rwkv_ts.data.serialize import encode_label
+
+    tensors: dict[str, torch.Tensor] = {
+        f"model.{name}": t.detach().cpu().contiguous()
+        for name, t in est.model_.state_dict().items()
+    }
+    tensors["scale.mean"] = torch.from_numpy(np.asarray(est.scale_mean_, dtype=np.float64))
+    tensors["scale.std"] = torch.from_numpy(np.asarray(est.scale_std_, dtype=np.float64))
+    header = {
+        "format": SEQUENCE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rwkv_ts_version": __version__,
+        "estimator": type(est).__name__,
+        "params": _json_params(est.get_params(deep=False)),
+        "config": est.config_.to_dict(),
+        "channels": list(est.channels_),
+        "history": est.history_,
+        "best_epoch": est.best_epoch_,
+        "n_epochs": est.n_epochs_,
+    }
+    if hasattr(est, "classes_"):
+        header["classes"] = [encode_label(c) for c in est.classes_.tolist()]
+    else:
+        tensors["target.mean"] = torch.from_numpy(np.asarray(est.target_mean_, dtype=np.float64))
+        tensors["target.std"] = torch.from_numpy(np.asarray(est.target_std_, dtype=np.float64))
+        header["target_ndim"] = int(est.target_ndim_)
+    metadata = {"format": SEQUENCE_FORMAT, "rwkv_ts": json.dumps(header)}
+    return _write_atomic(tensors, metadata, Path(path))
+
+
+def _load_sequence_estimator(header: dict, tensors: dict[str, torch.Tensor], path: Path) -> Any:
+    from rwkv_ts.classifier import RWKVClassifier
+    from rwkv_ts.data.serialize import decode_label
+    from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
+    from rwkv_ts.regressor import RWKVRegressor
+
+    cls = RWKVClassifier if header["estimator"] == "RWKVClassifier" else RWKVRegressor
+    try:
+        params = dict(header["params"])
+        for key in ("shift_distances", "tcn_dilations"):
+            if isinstance(params.get(key), list):
+                params[key] = tuple(params[key])
+        est = cls(**params)
+        config = SequenceConfig.from_dict(header["config"])
+        model = RWKVSequenceModel(config)
+        _load_state_dict(model, tensors, path)
+        channels = list(header["channels"])
+        mean = tensors["scale.mean"].numpy()
+        std = tensors["scale.std"].numpy()
+        if cls is RWKVClassifier:
+            classes = np.array([decode_label(c) for c in header["classes"]])
+            if len(classes) != config.n_outputs:
+                raise ModelFileError(
+                    f"{path}: {len(classes)} class labels for {config.n_outputs} model outputs"
+                )
+            est.classes_ = classes
+        else:
+            est.target_mean_ = tensors["target.mean"].numpy()
+            est.target_std_ = tensors["target.std"].numpy()
+            est.target_ndim_ = int(header["target_ndim"])
+    except (KeyError, TypeError, ValueError, RecordError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
+    if mean.shape != (len(channels),) or std.shape != (len(channels),):
+        raise ModelFileError(
+            f"{path}: scaler has shape {tuple(mean.shape)} for {len(channels)} channels"
+        )
+    model.eval()
+    est.model_ = model
+    est.config_ = config
+    est.channels_ = channels
+    est.scale_mean_ = mean
+    est.scale_std_ = std
+    est.history_ = header.get("history", [])
+    est.best_epoch_ = header.get("best_epoch")
+    est.n_epochs_ = header.get("n_epochs")
     return est

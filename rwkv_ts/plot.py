@@ -15,6 +15,7 @@ def plot_forecast(
     forecasts: Mapping[str, np.ndarray],
     actual: np.ndarray | None = None,
     *,
+    intervals: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     title: str | None = None,
     ylabel: str | None = None,
     path: str | Path | None = None,
@@ -29,6 +30,8 @@ def plot_forecast(
     history : array (T,)
     forecasts : mapping of label -> array (horizon,)
     actual : array (horizon,), optional
+    intervals : mapping of label -> (lower, upper) arrays (horizon,), optional
+        Prediction intervals, drawn as shaded bands (e.g. ``{"80%": (q10, q90)}``).
     path : optional
         Write the figure there (PNG by extension) and close it.
 
@@ -53,6 +56,16 @@ def plot_forecast(
     else:
         fig = ax.figure
     ax.plot(history_index, history, color="0.35", lw=1.2, label="history")
+    for i, (label, (lower, upper)) in enumerate((intervals or {}).items()):
+        ax.fill_between(
+            forecast_index,
+            np.asarray(lower, dtype=float),
+            np.asarray(upper, dtype=float),
+            color="tab:red",
+            alpha=0.25 / (i + 1),
+            lw=0,
+            label=label,
+        )
     if actual is not None:
         ax.plot(forecast_index, actual, color="black", lw=1.6, label="actual")
     palette = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple"]
@@ -77,3 +90,141 @@ def plot_forecast(
         fig.savefig(path)
         plt.close(fig)
     return fig
+
+
+def _figure(ax, figsize=(8, 4)):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, dpi=110)
+        return fig, ax
+    return ax.figure, ax
+
+
+def _finish(fig, path: str | Path | None):
+    if path is not None:
+        import matplotlib.pyplot as plt
+
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+    return fig
+
+
+def _use_agg(path) -> None:
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+
+
+def plot_backtest_errors(
+    errors: Mapping[str, np.ndarray],
+    *,
+    metric: str = "MAE",
+    title: str | None = None,
+    path: str | Path | None = None,
+    ax=None,
+):
+    """Plot the error at each horizon step of a backtest, one line per method.
+
+    Parameters
+    ----------
+    errors : mapping of label -> array (horizon,)
+        E.g. :meth:`rwkv_ts.backtest.BacktestResult.errors_by_horizon`.
+    metric : str, default "MAE"
+        The y-axis label.
+    path : optional
+        Write the figure there and close it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_backtest_errors({"model": np.array([1.0, 1.5, 2.0]),
+    ...                             "naive": np.array([1.2, 2.0, 2.9])})
+    >>> [line.get_label() for line in fig.axes[0].get_lines()]
+    ['model', 'naive']
+    """
+    _use_agg(path)
+    fig, ax = _figure(ax)
+    palette = ["tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple"]
+    for i, (label, values) in enumerate(errors.items()):
+        values = np.asarray(values, dtype=float)
+        ax.plot(
+            np.arange(1, len(values) + 1),
+            values,
+            color=palette[i % len(palette)],
+            lw=1.6,
+            ls="-" if i == 0 else "--",
+            marker="o" if len(values) <= 24 else None,
+            ms=3,
+            label=label,
+        )
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_training_curves(
+    history: list[dict],
+    *,
+    best_epoch: int | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    ax=None,
+):
+    """Plot the training and validation loss per epoch (an estimator's ``history_``).
+
+    Parameters
+    ----------
+    history : list of dict
+        Entries with ``epoch``, ``train_loss`` and, when there is a validation part,
+        ``val_loss``.
+    best_epoch : int, optional
+        Marked with a vertical line (the epoch whose weights were kept).
+    path : optional
+        Write the figure there and close it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> history = [{"epoch": 0, "train_loss": 1.0, "val_loss": 1.1},
+    ...            {"epoch": 1, "train_loss": 0.5, "val_loss": 0.7}]
+    >>> fig = plot_training_curves(history, best_epoch=1)
+    >>> [line.get_label() for line in fig.axes[0].get_lines()][:2]
+    ['training', 'validation']
+    """
+    if not history:
+        raise ValueError("history is empty: nothing was trained")
+    _use_agg(path)
+    fig, ax = _figure(ax)
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], color="tab:blue", lw=1.6, label="training")
+    val = [(h["epoch"], h["val_loss"]) for h in history if "val_loss" in h]
+    if val:
+        ax.plot(*zip(*val, strict=True), color="tab:red", lw=1.6, label="validation")
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="0.5", lw=0.8, ls=":", label=f"best epoch ({best_epoch})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if all(h["train_loss"] > 0 for h in history):
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="best", fontsize=8)
+    return _finish(fig, path)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
@@ -26,6 +28,26 @@ from torch.utils.data import DataLoader, Dataset
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+def _masked_mse(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    # NaN targets mark padding (per-token targets of sequences of different lengths)
+    mask = torch.isfinite(target)
+    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    total = (diff * diff).sum()
+    return total if reduction == "sum" else total / mask.sum().clamp(min=1)
+
+
+#: Losses selectable by ``TrainingOptions.loss``: ``fn(prediction, target, reduction=...)``.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "mse": nn.functional.mse_loss,
+    "cross_entropy": nn.functional.cross_entropy,
+    "masked_mse": _masked_mse,
+}
+
+
+def _n_targets(loss: str, target: torch.Tensor) -> int:
+    return int(torch.isfinite(target).sum()) if loss == "masked_mse" else target.numel()
 
 
 @dataclass
@@ -44,11 +66,17 @@ class TrainingOptions:
     random_state: int | None = None
     log_dir: str | None = None
     extra_callbacks: list = field(default_factory=list)
+    #: a key of :data:`LOSSES`: "mse" (forecasting, regression), "cross_entropy" (class indices),
+    #: "masked_mse" (targets with NaN padding)
+    loss: str = "mse"
+    #: how the loaders batch items; ``None`` is PyTorch's default (batches are ``(*inputs, y)``)
+    collate_fn: Callable | None = None
 
 
 class ForecastingSystem(pl.LightningModule):
-    """Lightning training system for a forecasting model: MSE loss, AdamW, warm-up then cosine
-    decay."""
+    """Lightning training system: the loss of ``options.loss`` (MSE for forecasting), AdamW,
+    warm-up then cosine decay. A batch is ``(*inputs, target)``; the model is called on the
+    inputs."""
 
     def __init__(self, model: nn.Module, options: TrainingOptions, steps_per_epoch: int) -> None:
         super().__init__()
@@ -57,13 +85,16 @@ class ForecastingSystem(pl.LightningModule):
         self.steps_per_epoch = max(steps_per_epoch, 1)
         self.history: list[dict] = []
         self._epoch_losses: list[float] = []
+        if options.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {options.loss!r}")
+        self.loss_fn = LOSSES[options.loss]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs)
 
     def _loss(self, batch) -> torch.Tensor:
-        x, y = batch
-        return nn.functional.mse_loss(self.model(x), y)
+        *inputs, y = batch
+        return self.loss_fn(self.model(*inputs), y)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
@@ -78,24 +109,46 @@ class ForecastingSystem(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        x, y = batch
-        # Sum of squared errors so that the epoch's loss is exact whatever the last batch's size.
-        sse = nn.functional.mse_loss(self.model(x), y, reduction="sum")
+        *inputs, y = batch
+        # Summed loss so that the epoch's loss is exact whatever the last batch's size.
+        sse = self.loss_fn(self.model(*inputs), y, reduction="sum")
         self._val_sse = getattr(self, "_val_sse", 0.0) + sse.item()
-        self._val_n = getattr(self, "_val_n", 0) + y.numel()
+        self._val_n = getattr(self, "_val_n", 0) + _n_targets(self.options.loss, y)
 
     def on_validation_epoch_end(self) -> None:
         n = getattr(self, "_val_n", 0)
-        val_loss = self._val_sse / n if n else float("nan")
+        sse = getattr(self, "_val_sse", 0.0)
+        if self.trainer.world_size > 1:
+            # Under DDP each rank validates a shard: sum them so that every rank sees the same
+            # loss (early stopping and the best epoch must agree across ranks).
+            total = self.trainer.strategy.reduce(
+                torch.tensor([sse, float(n)], dtype=torch.float64, device=self.device),
+                reduce_op="sum",
+            )
+            sse, n = float(total[0]), float(total[1])
+        val_loss = sse / n if n else float("nan")
         self._val_sse, self._val_n = 0.0, 0
         self.log("val_loss", val_loss, prog_bar=True, logger=False)
         if not self.trainer.sanity_checking:
             self._last_val = val_loss
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
+        self._steps_ended: float | None = None
+
+    def on_validation_start(self) -> None:
+        # Lightning validates inside the training epoch: the training steps end here.
+        if not self.trainer.sanity_checking and getattr(self, "_steps_ended", 0.0) is None:
+            self._steps_ended = time.perf_counter()
+
     def on_train_epoch_end(self) -> None:
         train_loss = sum(self._epoch_losses) / max(len(self._epoch_losses), 1)
         self._epoch_losses = []
-        entry = {"epoch": self.current_epoch, "train_loss": train_loss}
+        # wall time of the epoch's training steps, validation excluded (each step's loss.item()
+        # has synchronised with the device)
+        ended = self._steps_ended if self._steps_ended is not None else time.perf_counter()
+        seconds = ended - self._epoch_started
+        entry = {"epoch": self.current_epoch, "train_loss": train_loss, "train_seconds": seconds}
         if hasattr(self, "_last_val"):
             entry["val_loss"] = self._last_val
         self.history.append(entry)
@@ -149,6 +202,31 @@ class BestWeights(Callback):
             pl_module.model.load_state_dict(self.best_state)
 
 
+_EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("rwkv_ts_training_callbacks", default=())
+
+
+@contextmanager
+def training_callbacks(*callbacks: Callback) -> Iterator[None]:
+    """Add Lightning callbacks to every training run of any estimator inside the ``with`` block.
+
+    Estimators build their Trainer inside ``fit``; this is how code outside them (the Optuna
+    pruning of :mod:`rwkv_ts.tune`, a user's logging callback) joins in, also through wrappers
+    such as the sktime adapters. Blocks nest.
+
+    Examples
+    --------
+    >>> from lightning.pytorch.callbacks import Callback
+    >>> with training_callbacks(Callback()):
+    ...     len(_EXTRA_CALLBACKS.get())
+    1
+    """
+    token = _EXTRA_CALLBACKS.set(_EXTRA_CALLBACKS.get() + tuple(callbacks))
+    try:
+        yield
+    finally:
+        _EXTRA_CALLBACKS.reset(token)
+
+
 @contextmanager
 def _quiet(verbose: bool) -> Iterator[None]:
     """Silence Lightning's start-up banners (and, unless verbose, everything but warnings)."""
@@ -163,6 +241,10 @@ def _quiet(verbose: bool) -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*number of training batches.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.* is deprecated")
             warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+            # under DDP the validation loss is already summed over the ranks by hand
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+            # training without a validation split (val_fraction=0) is intended
+            warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
@@ -199,14 +281,20 @@ def train_model(
         shuffle=True,
         generator=generator,
         drop_last=len(train_data) > options.batch_size,
+        collate_fn=options.collate_fn,
     )
     val_loader = (
-        DataLoader(val_data, batch_size=max(options.batch_size, 256), shuffle=False)
+        DataLoader(
+            val_data,
+            batch_size=max(options.batch_size, 256),
+            shuffle=False,
+            collate_fn=options.collate_fn,
+        )
         if val_data is not None and len(val_data) > 0
         else None
     )
     system = ForecastingSystem(model, options, steps_per_epoch=len(train_loader))
-    callbacks: list[Callback] = list(options.extra_callbacks)
+    callbacks: list[Callback] = list(options.extra_callbacks) + list(_EXTRA_CALLBACKS.get())
     best = None
     if val_loader is not None:
         best = BestWeights()

@@ -187,6 +187,25 @@ def test_bad_parameters_are_named():
         tiny(horizon=0).fit(np.zeros((200, 1)))
 
 
+def test_shift_distances_forms():
+    series = np.random.default_rng(0).normal(size=(200, 1))
+    assert tiny(shift_distances=1, max_epochs=1).fit(series).config_.shift_distances == (1,)
+    for bad in ((), (0, 1), "periodic", (1.5, "x")):
+        with pytest.raises(ValueError, match="shift_distances"):
+            tiny(shift_distances=bad).fit(series)
+
+
+def test_scaler_sees_only_the_training_part():
+    # A level shift confined to the validation part must not move the scaling statistics.
+    base = np.random.default_rng(1).normal(size=(400, 1))
+    shifted = base.copy()
+    shifted[-40:] += 1000.0
+    a = tiny(max_epochs=1, val_fraction=0.2).fit(base)
+    b = tiny(max_epochs=1, val_fraction=0.2).fit(shifted)
+    np.testing.assert_allclose(a.scale_mean_, b.scale_mean_)
+    np.testing.assert_allclose(a.scale_std_, b.scale_std_)
+
+
 def test_streamable_configuration_and_auto_distances(etth1_slice):
     est = tiny(norm="causal", head="last", shift_distances="auto", max_epochs=1).fit(etth1_slice)
     assert est.config_.streamable

@@ -206,10 +206,11 @@ def _tiny_config(**overrides) -> RWKVTSConfig:
     head_tokens=st.integers(1, 3),
     n_extra_patches=st.integers(0, 6),
     channels=st.integers(1, 3),
+    linear_skip=st.booleans(),
     seed=st.integers(0, 2**16),
 )
 def test_encoder_causal_step_equals_forward(
-    distances, tcn, decay, patch, head_tokens, n_extra_patches, channels, seed
+    distances, tcn, decay, patch, head_tokens, n_extra_patches, channels, linear_skip, seed
 ):
     patch_len, stride = patch
     config = _tiny_config(
@@ -220,6 +221,8 @@ def test_encoder_causal_step_equals_forward(
         stride=stride,
         head_tokens=head_tokens,
         norm_window=12,
+        linear_skip=linear_skip,
+        lookback=24,
     )
     torch.manual_seed(seed)
     model = RWKVTSModel(config).eval()
@@ -243,7 +246,7 @@ def test_encoder_causal_step_equals_forward(
 
 
 def test_encoder_windowed_step_equals_forward_on_last_window():
-    config = _tiny_config(norm="instance", head_tokens=None)
+    config = _tiny_config(norm="instance", head_tokens=None, linear_skip=True)
     model = RWKVTSModel(config).eval()
     _perturb(model, 7, scale=0.1)
     x = torch.randn(1, 50, 2)

@@ -4,6 +4,8 @@
   the data home (:func:`get_data_home`), verified by sha256 and downloaded on first use.
 * :func:`load_co2` -- Mauna Loa weekly CO2, shipped with the package (no download).
 * :func:`load_csv` -- any CSV of your own, with the "custom" 0.7 / 0.1 / 0.2 split.
+* :func:`load_cmapss` -- NASA C-MAPSS turbofan run-to-failure data (remaining useful life).
+* :func:`load_classification` -- UCR (``.tsv``) and UEA (``.ts``) classification data sets.
 
 Every loader returns a :class:`ForecastingData`: a pandas frame (time column + float64
 channels), the target, the frequency and the train/val/test borders, with
@@ -20,16 +22,23 @@ True
 """
 
 from ._base import ForecastingData
+from ._classification import list_classification_datasets, load_classification
+from ._cmapss import CMAPSSData, RULData, load_cmapss
 from ._fetch import ChecksumError, DownloadError, get_data_home
 from ._loaders import load_co2, load_csv, load_ett
 from ._registry import list_datasets
 
 __all__ = [
+    "CMAPSSData",
     "ChecksumError",
     "DownloadError",
     "ForecastingData",
     "get_data_home",
+    "RULData",
+    "list_classification_datasets",
     "list_datasets",
+    "load_classification",
+    "load_cmapss",
     "load_co2",
     "load_csv",
     "load_ett",

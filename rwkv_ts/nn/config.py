@@ -46,6 +46,10 @@ class RWKVTSConfig:
         flatten head of PatchTST/RWKV-TS), ``1`` reads only the last state.
     dropout
         Dropout on the token embeddings, block outputs and head input.
+    linear_skip
+        Add a linear map from the last ``lookback`` normalised samples to the forecast, beside
+        the encoder's head (the RLinear/DLinear baseline as a residual branch: the encoder then
+        learns what a linear forecast misses).
     """
 
     lookback: int = 336
@@ -65,6 +69,7 @@ class RWKVTSConfig:
     norm_window: int | None = None
     head_tokens: int | None = None
     dropout: float = 0.1
+    linear_skip: bool = False
 
     def __post_init__(self) -> None:
         self.shift_distances = tuple(int(d) for d in self.shift_distances)

@@ -49,6 +49,15 @@ class RWKVTSModel(nn.Module):
         self.blocks = nn.ModuleList(RWKVBlock(config, i) for i in range(config.n_layers))
         self.ln_out = nn.LayerNorm(config.d_model)
         self.head = TokenHead(config.n_head_tokens, config.d_model, config.horizon, config.dropout)
+        self.skip = nn.Linear(config.lookback, config.horizon) if config.linear_skip else None
+        if self.skip is not None:
+            # The forecast starts as the linear branch alone (zero until fitted, see
+            # fit_skip_least_squares); the encoder's head grows from zero like RWKV's output
+            # projections.
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+            nn.init.zeros_(self.head.linear.weight)
+            nn.init.zeros_(self.head.linear.bias)
 
     # ------------------------------------------------------------------ parallel mode
     def encode(self, z: torch.Tensor) -> torch.Tensor:
@@ -67,8 +76,72 @@ class RWKVTSModel(nn.Module):
         batch, length, channels = x.shape
         series = x.permute(0, 2, 1).reshape(batch * channels, length)
         z, stats = self.norm(series)
-        y = denormalise(self.head(self.encode(z)), stats)
+        y = self.head(self.encode(z))
+        if self.skip is not None:
+            y = y + self.skip_forecast(z)
+        y = denormalise(y, stats)
         return y.view(batch, channels, -1).permute(0, 2, 1)
+
+    def skip_forecast(self, z: torch.Tensor) -> torch.Tensor:
+        """The linear branch on the last ``lookback`` normalised samples of ``z`` (B, L);
+        shorter sequences are zero-padded on the left."""
+        lookback = self.config.lookback
+        if z.shape[1] < lookback:
+            z = nn.functional.pad(z, (lookback - z.shape[1], 0))
+        return self.skip(z[:, z.shape[1] - lookback :])
+
+    @torch.no_grad()
+    def fit_skip_least_squares(self, batches, ridge: float = 1e-3) -> int:
+        """Set the linear branch to the ridge least-squares forecast on the given windows.
+
+        Fits ``skip`` (the map from the last ``lookback`` normalised samples to the normalised
+        horizon) in closed form over ``batches`` of windows ``(x, y)`` with shapes
+        ``(B, lookback, C)`` and ``(B, horizon, C)``, normalised exactly as ``forward`` does, so
+        that training starts from the best linear forecast and the encoder learns what it misses.
+        ``ridge`` is the penalty per window on the weights (not the bias). Returns the number of
+        univariate windows used.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
+        >>> model = RWKVTSModel(RWKVTSConfig(lookback=16, horizon=4, patch_len=4, stride=4,
+        ...                                 d_model=8, head_size=8, n_layers=1, linear_skip=True))
+        >>> t = torch.arange(200.0)
+        >>> x = torch.stack([t[i : i + 16] for i in range(180)])[..., None]
+        >>> y = torch.stack([t[i + 16 : i + 20] for i in range(180)])[..., None]
+        >>> model.fit_skip_least_squares([(x, y)], ridge=1e-6)
+        180
+        >>> bool(torch.allclose(model.eval()(x[:3]), y[:3], atol=1e-2))
+        True
+        """
+        if self.skip is None:
+            raise ValueError("the model has no linear branch (linear_skip=False)")
+        lookback, horizon = self.config.lookback, self.config.horizon
+        device = self.skip.weight.device
+        xtx = torch.zeros(lookback + 1, lookback + 1, dtype=torch.float64, device=device)
+        xty = torch.zeros(lookback + 1, horizon, dtype=torch.float64, device=device)
+        n = 0
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            series = x.permute(0, 2, 1).reshape(-1, x.shape[1])
+            target = y.permute(0, 2, 1).reshape(-1, y.shape[1])
+            z, (mean, std) = self.norm(series)
+            if z.shape[1] < lookback:
+                z = nn.functional.pad(z, (lookback - z.shape[1], 0))
+            design = torch.cat([z[:, z.shape[1] - lookback :], torch.ones_like(z[:, :1])], 1)
+            design = design.double()
+            xtx += design.T @ design
+            xty += design.T @ ((target - mean[:, None]) / std[:, None]).double()
+            n += design.shape[0]
+        if n == 0:
+            raise ValueError("no windows to fit the linear branch on")
+        penalty = torch.full((lookback + 1,), ridge * n, dtype=torch.float64, device=device)
+        penalty[-1] = 0.0
+        solution = torch.linalg.solve(xtx + torch.diag(penalty), xty)
+        self.skip.weight.copy_(solution[:lookback].T.to(self.skip.weight.dtype))
+        self.skip.bias.copy_(solution[lookback].to(self.skip.bias.dtype))
+        return n
 
     # ------------------------------------------------------------------ recurrent mode
     def init_state(
@@ -83,6 +156,10 @@ class RWKVTSModel(nn.Module):
                 str(i): block.init_state(n, device, dtype) for i, block in enumerate(self.blocks)
             }
             state["head"] = self.head.init_state(n, device, dtype)
+            if self.skip is not None:
+                state["skip"] = {
+                    "buffer": torch.zeros(n, self.config.lookback, device=device, dtype=dtype)
+                }
         return state
 
     def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor | None, dict]:
@@ -107,6 +184,9 @@ class RWKVTSModel(nn.Module):
         z_t, norm_state = self.norm.step(flat, state["norm"])
         token, patch_state = self.patch.step(z_t, state["patch"])
         new_state = {"norm": norm_state, "patch": patch_state}
+        if self.skip is not None:
+            buffer = torch.cat([state["skip"]["buffer"][:, 1:], z_t[:, None]], dim=1)
+            new_state["skip"] = {"buffer": buffer}
         if token is None:
             return None, new_state | {"blocks": state["blocks"], "head": state["head"]}
         h = self.embed_dropout(token)
@@ -114,5 +194,7 @@ class RWKVTSModel(nn.Module):
         for i, block in enumerate(self.blocks):
             h, new_state["blocks"][str(i)] = block.step(h, state["blocks"][str(i)])
         y, new_state["head"] = self.head.step(self.ln_out(h), state["head"])
+        if self.skip is not None:
+            y = y + self.skip(new_state["skip"]["buffer"])
         y = denormalise(y, (norm_state["mean"], norm_state["std"]))
         return y.view(batch, channels, -1).permute(0, 2, 1), new_state

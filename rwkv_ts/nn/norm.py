@@ -93,6 +93,14 @@ class CausalNorm(nn.Module):
         var = ((c2[:, end] - c2[:, start]) / n - mean * mean).clamp(min=0.0)
         return mean, var
 
+    def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation at every position of ``x`` (B, L), float64, (B, L) each.
+
+        Position ``t`` gives the statistics that ``forward(x[:, : t + 1])`` de-normalises with.
+        """
+        mean, var = self._stats(x)
+        return mean, torch.sqrt(var + EPS)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         mean, var = self._stats(x)
         std = torch.sqrt(var + EPS)

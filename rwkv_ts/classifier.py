@@ -1,0 +1,186 @@
+"""``RWKVClassifier``: sequence classification with an RWKV-TS encoder, scikit-learn's classifier
+contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import column_or_1d
+
+from rwkv_ts.data.instances import align_targets, check_y
+from rwkv_ts.data.validation import DataValidationError
+from rwkv_ts.sequence_estimator import _SHARED_DOC, SequenceEstimator
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class RWKVClassifier(ClassifierMixin, SequenceEstimator):
+    __doc__ = (
+        """Classify whole sequences (recordings, heartbeats, gestures) with an RWKV-TS encoder.
+
+    Patches of all channels are embedded together, run through RWKV-6 blocks (multi-scale token
+    shift, causal TCN branch) and read by a causal pooling and a linear layer; trained with
+    cross-entropy. Because every part is causal, the probabilities are defined on every prefix:
+    :meth:`stream` gives them after each new sample (early classification) and they equal
+    :meth:`predict_proba` on the same prefix.
+
+    Parameters
+    ----------"""
+        + _SHARED_DOC
+        + """
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels, sorted (any type ``numpy.unique`` sorts: strings, ints, -1/1 ...).
+    model_ : RWKVSequenceModel
+    config_ : SequenceConfig
+    channels_ : list of str
+    scale_mean_, scale_std_ : ndarray of shape (n_channels,)
+        Per-channel standardisation fitted on the training instances.
+    history_ : list of dict
+        Per-epoch training (and validation) loss.
+    best_epoch_ : int or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rwkv_ts import RWKVClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> t = np.linspace(0, 6, 40)
+    >>> X = np.stack([np.sin(t * (1 + k % 2)) + 0.1 * rng.normal(size=40) for k in range(40)])
+    >>> y = np.array(["slow", "fast"] * 20)
+    >>> clf = RWKVClassifier(d_model=16, head_size=8, n_layers=1, max_epochs=30,
+    ...                      random_state=0).fit(X[:, None, :], y)
+    >>> clf.predict_proba(X[:3, None, :]).shape, clf.classes_.tolist()
+    ((3, 2), ['fast', 'slow'])
+    """
+    )
+
+    _loss = "cross_entropy"
+
+    def __init__(
+        self,
+        patch_len: int = 4,
+        stride: int = 2,
+        d_model: int = 64,
+        n_layers: int = 2,
+        head_size: int = 16,
+        ffn_mult: float = 2.0,
+        shift_distances: tuple[int, ...] = (1, 2, 4),
+        tcn_dilations: tuple[int, ...] = (1, 2, 4),
+        decay: str = "data",
+        norm: str = "none",
+        norm_window: int = 64,
+        pooling: str = "mean+max",
+        dropout: float = 0.2,
+        max_epochs: int = 100,
+        batch_size: int = 16,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-2,
+        patience: int = 20,
+        val_fraction: float = 0.0,
+        impute: str | None = None,
+        id_col: str | None = None,
+        time_col: str | None = None,
+        value_cols: list[str] | None = None,
+        random_state: int | None = None,
+        accelerator: str = "auto",
+        devices: int | str = "auto",
+        verbose: bool = False,
+        log_dir: str | None = None,
+    ) -> None:
+        self.patch_len = patch_len
+        self.stride = stride
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.head_size = head_size
+        self.ffn_mult = ffn_mult
+        self.shift_distances = shift_distances
+        self.tcn_dilations = tcn_dilations
+        self.decay = decay
+        self.norm = norm
+        self.norm_window = norm_window
+        self.pooling = pooling
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.impute = impute
+        self.id_col = id_col
+        self.time_col = time_col
+        self.value_cols = value_cols
+        self.random_state = random_state
+        self.accelerator = accelerator
+        self.devices = devices
+        self.verbose = verbose
+        self.log_dir = log_dir
+
+    def fit(self, X: Any, y: Any) -> RWKVClassifier:
+        """Train on instances ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : array (n_instances, n_channels, n_timepoints), array (n_instances, n_timepoints),
+            list of (n_channels, T_i) arrays, or a long pandas/polars frame
+            Every instance needs at least ``patch_len`` samples.
+        y : array-like of shape (n_instances,)
+            Labels of any sortable type. For a long frame, a pandas Series (or dict) indexed by
+            instance id is matched by id; an array is taken in order of first appearance.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        inst = self._instances(X)
+        check_y(y, type(self).__name__)
+        y = column_or_1d(np.asarray(align_targets(y, inst)), warn=True)
+        check_classification_targets(y)
+        classes, encoded = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise DataValidationError(
+                f"y has 1 class ({classes[0]!r}); a classifier needs at least 2 classes"
+            )
+        self.classes_ = classes
+        self._train(
+            inst,
+            encoded.astype(np.int64),
+            n_outputs=len(classes),
+            loss="cross_entropy",
+            stratify=encoded,
+        )
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n_instances, n_classes), columns in ``classes_`` order, read at
+        the last complete patch of each instance."""
+        inst = self._fitted_instances(X)
+        return _softmax(self._raw_outputs(inst))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each instance."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def predict_proba_steps(self, X: Any) -> list[np.ndarray]:
+        """Class probabilities after every sample of each instance: one (T_i, n_classes) array
+        per instance; row ``t`` equals ``predict_proba`` on the first ``t + 1`` samples (NaN
+        before the first complete patch)."""
+        inst = self._fitted_instances(X, min_length=1)
+        return [_softmax(out) for out in self._raw_step_outputs(inst)]
+
+    def _outputs_from_raw(self, raw: np.ndarray) -> np.ndarray:
+        return _softmax(raw)
+
+
+__all__ = ["RWKVClassifier"]

@@ -1,0 +1,220 @@
+"""``RuntimeStream``: the streamable forecaster on numpy arrays and a numba kernel, no torch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from rwkv_ts.runtime.kernel import make_scratch, run_lanes
+from rwkv_ts.runtime.weights import ModelArrays, RuntimeModelError, pack, read_model_file
+
+RUNTIME_STATE_FORMAT = "rwkv-ts/runtime-state"
+_STATE_NAMES = ("nbuf", "count", "zbuf", "shift", "wkv", "tcn", "cm", "head", "fc")
+
+
+class RuntimeModel:
+    """A trained streamable forecaster as numpy arrays, ready for the step kernel.
+
+    Parameters
+    ----------
+    arrays : ModelArrays
+        From :func:`rwkv_ts.runtime.weights.read_model_file` (or :meth:`load`).
+
+    Examples
+    --------
+    >>> from rwkv_ts.runtime import RuntimeModel
+    >>> RuntimeModel.load("missing.rwkvts")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no model file at missing.rwkvts
+    """
+
+    def __init__(self, arrays: ModelArrays) -> None:
+        self.arrays = arrays
+        self.config = cfg = arrays.config
+        self.channels = list(arrays.channels)
+        self.scale_mean = np.asarray(arrays.scale_mean, dtype=np.float64)
+        self.scale_std = np.asarray(arrays.scale_std, dtype=np.float64)
+        self.params = pack(cfg, arrays.weights)
+        ints = [
+            cfg.n_layers,
+            cfg.n_heads,
+            cfg.head_size,
+            int(cfg.data_decay),
+            cfg.lora_rank,
+            len(cfg.distances),
+            max(cfg.distances),
+            len(cfg.dilations),
+            cfg.kernel_size,
+            cfg.hidden,
+            cfg.head_tokens,
+            cfg.patch_len,
+            cfg.stride,
+            int(cfg.linear_skip),
+            cfg.lookback,
+            0,
+        ]
+        self.cfg = np.array(ints + list(cfg.distances) + list(cfg.dilations), dtype=np.int64)
+        digest = hashlib.sha256(json.dumps(arrays.config_dict, sort_keys=True).encode())
+        for p in self.params:
+            digest.update(np.ascontiguousarray(p).tobytes())
+        digest.update(self.scale_mean.tobytes() + self.scale_std.tobytes())
+        self.fingerprint = digest.hexdigest()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RuntimeModel:
+        """Read a model saved with ``RWKVForecaster.save`` (torch is not imported)."""
+        return cls(read_model_file(path))
+
+    def stream(self, n_series: int = 0) -> RuntimeStream:
+        return RuntimeStream(self, n_series)
+
+
+class RuntimeStream:
+    """Streaming forecasts of ``n_series`` series (series join with :meth:`add_series`).
+
+    ``update(values)`` takes one sample ``(S, C)`` or ``k`` samples ``(S, k, C)`` for every
+    series, in order, and returns the forecasts ``(S, horizon, C)`` (NaN for series with fewer
+    than ``lookback`` samples), equal to the torch stream and to ``RWKVForecaster.predict`` on
+    the same history.
+    """
+
+    def __init__(self, model: RuntimeModel, n_series: int = 0) -> None:
+        self.model = model
+        cfg = model.config
+        self._c = len(model.channels)
+        self._scratch = make_scratch(model.cfg, cfg.d_model, cfg.horizon)
+        self._tok = np.zeros(cfg.d_model, np.float32)
+        self._yb = np.zeros(cfg.horizon, np.float32)
+        self.state = self._zeros(0)
+        self.add_series(n_series)
+
+    def _zeros(self, lanes: int) -> dict[str, np.ndarray]:
+        cfg = self.model.config
+        p, d, n_layers = cfg.stride, cfg.d_model, cfg.n_layers
+        n_tcn = len(cfg.dilations)
+        rec = max([(cfg.kernel_size - 1) * dil for dil in cfg.dilations] + [1])
+        f = np.float32
+        return {
+            "nbuf": np.zeros((lanes, cfg.norm_window), np.float64),
+            "count": np.zeros(lanes, np.int64),
+            "zbuf": np.zeros((lanes, max(cfg.patch_len, cfg.lookback * cfg.linear_skip)), f),
+            "shift": np.zeros((lanes, p, n_layers, max(cfg.distances), d), f),
+            "wkv": np.zeros((lanes, p, n_layers, cfg.n_heads, cfg.head_size, cfg.head_size), f),
+            "tcn": np.zeros((lanes, p, n_layers, n_tcn, rec, d), f),
+            "cm": np.zeros((lanes, p, n_layers, d), f),
+            "head": np.zeros((lanes, p, cfg.head_tokens, d), f),
+            "fc": np.zeros((lanes, cfg.horizon), f),
+        }
+
+    @property
+    def n_series(self) -> int:
+        return self.state["count"].shape[0] // self._c
+
+    def add_series(self, n: int) -> None:
+        """Add ``n`` new (empty) series after the existing ones."""
+        if n:
+            extra = self._zeros(n * self._c)
+            self.state = {k: np.concatenate([v, extra[k]]) for k, v in self.state.items()}
+
+    def nbytes_per_series(self) -> int:
+        return sum(v.nbytes for v in self.state.values()) // max(self.n_series, 1)
+
+    def update(self, values: np.ndarray, series: np.ndarray | None = None) -> np.ndarray:
+        """Feed samples (S, C) or (S, k, C) to ``series`` (default all, in order); return their
+        forecasts (S, horizon, C)."""
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim == 2:
+            arr = arr[:, None, :]
+        idx = np.arange(self.n_series) if series is None else np.asarray(series, dtype=np.int64)
+        if arr.ndim != 3 or arr.shape[0] != len(idx) or arr.shape[2] != self._c:
+            raise ValueError(
+                f"values must have shape (S, C) or (S, k, C) with S = {len(idx)} series and "
+                f"C = {self._c} channels, got {np.shape(values)}"
+            )
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.n_series):
+            raise ValueError(f"series positions must lie in [0, {self.n_series})")
+        if not np.isfinite(arr).all():
+            raise ValueError("values contain NaN or infinite values")
+        m = self.model
+        scaled = ((arr.astype(np.float32) - m.scale_mean) / m.scale_std).astype(np.float32)
+        x = np.ascontiguousarray(scaled.transpose(0, 2, 1).reshape(-1, arr.shape[1]))
+        lanes = (idx[:, None] * self._c + np.arange(self._c)).ravel()
+        st = self.state
+        run_lanes(
+            lanes,
+            x,
+            m.params,
+            m.cfg,
+            st["nbuf"],
+            st["count"],
+            st["zbuf"],
+            st["shift"],
+            st["wkv"],
+            st["tcn"],
+            st["cm"],
+            st["head"],
+            st["fc"],
+            self._scratch,
+            self._tok,
+            self._yb,
+        )
+        return self._forecasts(idx)
+
+    def forecast(self) -> np.ndarray:
+        """Current forecasts (S, horizon, C) of every series."""
+        return self._forecasts(np.arange(self.n_series))
+
+    def _forecasts(self, idx: np.ndarray) -> np.ndarray:
+        m, c = self.model, self._c
+        lanes = (idx[:, None] * c + np.arange(c)).ravel()
+        fc = self.state["fc"][lanes].astype(np.float64)
+        out = fc.reshape(len(idx), c, -1).transpose(0, 2, 1) * m.scale_std + m.scale_mean
+        out[self.state["count"][lanes[::c]] < m.config.lookback] = np.nan
+        return out
+
+    # ------------------------------------------------------------------ state
+    def save_state(self, path: str | os.PathLike | None = None) -> bytes | None:
+        """The state as safetensors bytes (or written to ``path``)."""
+        from safetensors.numpy import save
+
+        data = save(
+            {k: np.ascontiguousarray(v) for k, v in self.state.items()},
+            metadata={"format": RUNTIME_STATE_FORMAT, "model": self.model.fingerprint},
+        )
+        if path is None:
+            return data
+        Path(path).write_bytes(data)
+        return None
+
+    def load_state(self, source: bytes | str | os.PathLike) -> RuntimeStream:
+        """Restore a state saved by :meth:`save_state` of a stream of the same model."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        data = bytes(source) if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
+        try:
+            tensors = load(data)
+            meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get(
+                "__metadata__", {}
+            )
+        except (SafetensorError, ValueError) as exc:
+            raise RuntimeModelError(f"the runtime state is corrupt or truncated: {exc}") from None
+        if (
+            meta.get("format") != RUNTIME_STATE_FORMAT
+            or meta.get("model") != self.model.fingerprint
+        ):
+            raise RuntimeModelError("the runtime state belongs to another model or is not one")
+        if sorted(tensors) != sorted(_STATE_NAMES):
+            raise RuntimeModelError(f"the runtime state holds {sorted(tensors)}")
+        lanes = tensors["count"].shape[0]
+        ref = self._zeros(lanes)
+        for k, v in ref.items():
+            if tensors[k].shape != v.shape or tensors[k].dtype != v.dtype:
+                raise RuntimeModelError(f"runtime state tensor {k!r} has the wrong shape or dtype")
+        self.state = {k: np.ascontiguousarray(tensors[k]) for k in _STATE_NAMES}
+        return self

@@ -1,0 +1,271 @@
+"""Weights and configuration of a trained model as numpy arrays, read without torch.
+
+:func:`read_model_file` reads a file written by ``RWKVForecaster.save`` through safetensors' numpy
+interface; :func:`pack` lays the weights out for the step kernel: stacked over layers, linear maps
+transposed to ``(in, out)`` so the kernel's inner loops run over contiguous memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MODEL_FORMAT = "rwkv-ts/forecaster"
+MODEL_FORMAT_VERSION = 1
+
+
+class RuntimeModelError(ValueError):
+    """A model file the runtime cannot run: not an rwkv-ts forecaster, corrupt, newer, or a
+    configuration the runtime does not implement."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The model hyperparameters the step kernel needs (a torch-free mirror of ``RWKVTSConfig``)."""
+
+    lookback: int
+    horizon: int
+    patch_len: int
+    stride: int
+    d_model: int
+    n_layers: int
+    head_size: int
+    hidden: int
+    distances: tuple[int, ...]
+    data_decay: bool
+    lora_rank: int
+    dilations: tuple[int, ...]
+    kernel_size: int
+    norm_window: int
+    head_tokens: int
+    linear_skip: bool = False
+
+    @property
+    def n_heads(self) -> int:
+        return self.d_model // self.head_size
+
+    @classmethod
+    def from_dict(cls, cfg: dict) -> RuntimeConfig:
+        try:
+            norm, head_tokens = cfg["norm"], cfg["head_tokens"]
+            if norm != "causal" or head_tokens is None:
+                raise RuntimeModelError(
+                    "the torch-free runtime runs the streamable configuration (norm='causal' and "
+                    f"head='last' or a number of tokens); this model has norm={norm!r}, "
+                    f"head_tokens={head_tokens!r}"
+                )
+            d_model = int(cfg["d_model"])
+            return cls(
+                lookback=int(cfg["lookback"]),
+                horizon=int(cfg["horizon"]),
+                patch_len=int(cfg["patch_len"]),
+                stride=int(cfg["stride"]),
+                d_model=d_model,
+                n_layers=int(cfg["n_layers"]),
+                head_size=int(cfg["head_size"]),
+                hidden=int(float(cfg["ffn_mult"]) * d_model),
+                distances=tuple(int(d) for d in cfg["shift_distances"]),
+                data_decay=cfg["decay"] == "data",
+                lora_rank=int(cfg["lora_rank"]),
+                dilations=tuple(int(d) for d in cfg["tcn_dilations"]),
+                kernel_size=int(cfg["tcn_kernel_size"]),
+                norm_window=int(cfg["norm_window"] or cfg["lookback"]),
+                head_tokens=int(head_tokens),
+                linear_skip=bool(cfg.get("linear_skip", False)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise RuntimeModelError(f"incomplete model configuration: {exc!r}") from None
+
+
+@dataclass
+class ModelArrays:
+    """What the runtime needs from a fitted forecaster."""
+
+    config: RuntimeConfig
+    config_dict: dict
+    weights: dict[str, np.ndarray]  # torch state_dict names, float32
+    scale_mean: np.ndarray
+    scale_std: np.ndarray
+    channels: list[str]
+
+
+def read_model_file(path: str | os.PathLike) -> ModelArrays:
+    """Read a file written by ``RWKVForecaster.save`` (no torch import).
+
+    Raises
+    ------
+    FileNotFoundError, RuntimeModelError
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            metadata = fh.metadata() or {}
+            if metadata.get("format") != MODEL_FORMAT:
+                raise RuntimeModelError(
+                    f"{path} is not an rwkv-ts forecaster (format {metadata.get('format')!r})"
+                )
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+    except SafetensorError as exc:
+        raise RuntimeModelError(f"{path} is corrupt or truncated: {exc}") from None
+    try:
+        header = json.loads(metadata["rwkv_ts"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise RuntimeModelError(f"{path} has an unreadable header: {exc}") from None
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
+        raise RuntimeModelError(f"{path} has format version {version!r}, newer than supported")
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        return ModelArrays(
+            config=RuntimeConfig.from_dict(header["config"]),
+            config_dict=header["config"],
+            weights=weights,
+            scale_mean=np.asarray(tensors["scale.mean"], dtype=np.float64),
+            scale_std=np.asarray(tensors["scale.std"], dtype=np.float64),
+            channels=list(header["channels"]),
+        )
+    except KeyError as exc:
+        raise RuntimeModelError(f"{path} lacks {exc.args[0]!r}") from None
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def pack(cfg: RuntimeConfig, w: dict[str, np.ndarray]) -> tuple:
+    """The kernel's parameter tuple (see :mod:`rwkv_ts.runtime.kernel` for the order)."""
+
+    def get(name: str) -> np.ndarray:
+        try:
+            return np.asarray(w[name], dtype=np.float32)
+        except KeyError:
+            raise RuntimeModelError(f"the model lacks the tensor {name!r}") from None
+
+    d, n_layers, rank = cfg.d_model, cfg.n_layers, cfg.lora_rank
+    m = len(cfg.distances)
+    n_tcn = len(cfg.dilations)
+    layers = range(n_layers)
+
+    def stack(fn) -> np.ndarray:
+        return _f32(np.stack([fn(f"blocks.{i}.") for i in layers]))
+
+    ln = stack(
+        lambda p: np.stack(
+            [get(p + "ln1.weight"), get(p + "ln1.bias"), get(p + "ln2.weight"), get(p + "ln2.bias")]
+        )
+    )
+    tm = "time_mix."
+    maa_x = stack(lambda p: get(p + tm + "maa_x"))
+    maa = stack(lambda p: get(p + tm + "maa"))
+    maa_w1 = stack(lambda p: get(p + tm + "maa_w1"))
+    maa_w2 = stack(lambda p: get(p + tm + "maa_w2"))
+    decay = stack(lambda p: get(p + tm + "time_decay"))
+    if cfg.data_decay:
+        decay_w1 = stack(lambda p: get(p + tm + "decay_w1"))
+        decay_w2 = stack(lambda p: get(p + tm + "decay_w2"))
+    else:
+        decay_w1 = np.zeros((n_layers, d, 2 * rank), np.float32)
+        decay_w2 = np.zeros((n_layers, 2 * rank, d), np.float32)
+    bonus = stack(lambda p: get(p + tm + "bonus"))
+    lin = stack(
+        lambda p: np.stack(
+            [
+                get(p + tm + f"{n}.weight").T
+                for n in ("receptance", "key", "value", "gate", "output")
+            ]
+        )
+    )
+    lnx = stack(lambda p: np.stack([get(p + tm + "ln_x.weight"), get(p + tm + "ln_x.bias")]))
+    if m > 1:
+        mix_w = stack(lambda p: get(p + tm + "shift.mixer.weight").T)
+        mix_b = stack(lambda p: get(p + tm + "shift.mixer.bias"))
+    else:
+        mix_w = np.zeros((n_layers, d, 1), np.float32)
+        mix_b = np.zeros((n_layers, 1), np.float32)
+    if n_tcn:
+        k = cfg.kernel_size
+
+        def tcn(p: str, part: str) -> np.ndarray:
+            out = []
+            for j in range(n_tcn):
+                q = f"{p}tcn.layers.{j}."
+                if part == "dw":
+                    out.append(get(q + "depthwise.weight")[:, 0, :].T)  # (K, D)
+                elif part == "db":
+                    out.append(get(q + "depthwise.bias"))
+                elif part == "pw":
+                    out.append(get(q + "pointwise.weight").T)
+                else:
+                    out.append(get(q + "pointwise.bias"))
+            return np.stack(out)
+
+        tcn_dw = stack(lambda p: tcn(p, "dw"))
+        tcn_db = stack(lambda p: tcn(p, "db"))
+        tcn_pw = stack(lambda p: tcn(p, "pw"))
+        tcn_pb = stack(lambda p: tcn(p, "pb"))
+        fus_w = stack(lambda p: get(p + "fusion.gate.weight").T)
+        fus_b = stack(lambda p: get(p + "fusion.gate.bias"))
+    else:
+        k = 1
+        tcn_dw = np.zeros((n_layers, 0, k, d), np.float32)
+        tcn_db = np.zeros((n_layers, 0, d), np.float32)
+        tcn_pw = np.zeros((n_layers, 0, d, d), np.float32)
+        tcn_pb = np.zeros((n_layers, 0, d), np.float32)
+        fus_w = np.zeros((n_layers, 2 * d, d), np.float32)
+        fus_b = np.zeros((n_layers, d), np.float32)
+    cm = "channel_mix."
+    cm_maa = stack(lambda p: np.stack([get(p + cm + "maa_k"), get(p + cm + "maa_r")]))
+    cm_key = stack(lambda p: get(p + cm + "key.weight").T)
+    cm_rec = stack(lambda p: get(p + cm + "receptance.weight").T)
+    cm_val = stack(lambda p: get(p + cm + "value.weight").T)
+    patch_w = _f32(get("patch.proj.weight").T)
+    patch_b = _f32(get("patch.proj.bias"))
+    ln_out = _f32(np.stack([get("ln_out.weight"), get("ln_out.bias")]))
+    head_w = _f32(get("head.linear.weight").T)
+    head_b = _f32(get("head.linear.bias"))
+    if cfg.linear_skip:
+        skip_w = _f32(get("skip.weight").T)
+        skip_b = _f32(get("skip.bias"))
+    else:
+        skip_w = np.zeros((1, cfg.horizon), np.float32)
+        skip_b = np.zeros(cfg.horizon, np.float32)
+    return (
+        ln,
+        maa_x,
+        maa,
+        maa_w1,
+        maa_w2,
+        decay,
+        decay_w1,
+        decay_w2,
+        bonus,
+        lin,
+        lnx,
+        mix_w,
+        mix_b,
+        tcn_dw,
+        tcn_db,
+        tcn_pw,
+        tcn_pb,
+        fus_w,
+        fus_b,
+        cm_maa,
+        cm_key,
+        cm_rec,
+        cm_val,
+        patch_w,
+        patch_b,
+        ln_out,
+        head_w,
+        head_b,
+        skip_w,
+        skip_b,
+    )

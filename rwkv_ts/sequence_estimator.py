@@ -1,0 +1,332 @@
+"""What :class:`~rwkv_ts.RWKVClassifier` and :class:`~rwkv_ts.RWKVRegressor` share: instance
+conversion, per-channel scaling, the model configuration, the validation split, training through
+:func:`rwkv_ts.training.train_model`, batched inference on prefixes, streams and saving.
+
+The model is :class:`rwkv_ts.nn.sequence.RWKVSequenceModel`: causal throughout, so the answer for
+an instance is defined on its prefixes and a stream (:mod:`rwkv_ts.sequence_stream`) reproduces the
+batch answer after every sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from rwkv_ts.data.instances import Instances, to_instances
+from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
+from rwkv_ts.data.validation import DataValidationError
+from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
+from rwkv_ts.training import TrainingOptions, train_model
+
+#: Parameters of the model configuration, shared by both estimators.
+_MODEL_PARAMS = (
+    "patch_len",
+    "stride",
+    "d_model",
+    "n_layers",
+    "head_size",
+    "ffn_mult",
+    "shift_distances",
+    "tcn_dilations",
+    "decay",
+    "norm",
+    "norm_window",
+    "pooling",
+    "dropout",
+)
+
+_SHARED_DOC = """
+    patch_len, stride : int
+        Patch length and stride in samples; patches start at the first sample, and an answer is
+        given once ``patch_len`` samples have been seen, then after every ``stride`` samples.
+    d_model, n_layers, head_size : int
+        Width, number of RWKV blocks and WKV head size.
+    ffn_mult : float, default 2.0
+        Channel-mix hidden width as a multiple of ``d_model``.
+    shift_distances : tuple of int, default (1, 2, 4)
+        Token distances of the multi-scale token shift; ``(1,)`` is plain RWKV.
+    tcn_dilations : tuple of int, default (1, 2, 4)
+        Dilations of the causal TCN branch fused with the time-mix; ``()`` switches it off.
+    decay : {"data", "static"}, default "data"
+        RWKV-6 data-dependent decay or RWKV-5 static decay.
+    norm : {"none", "causal"}, default "none"
+        Channels are always standardised with statistics of the training data; ``"causal"``
+        also normalises each instance by its trailing statistics over ``norm_window`` samples.
+    norm_window : int, default 64
+    pooling : str
+        How the tokens seen so far are read: ``"last"``, ``"mean"``, ``"max"`` or several joined by
+        ``"+"`` (e.g. ``"mean+last"``). All are causal.
+    dropout : float, default 0.1
+    max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
+        AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
+        improvement of the validation loss, restoring the best epoch's weights.
+    val_fraction : float
+        Share of the training instances held out for early stopping (split by instance, or by
+        ``groups`` when given to ``fit``); 0 trains ``max_epochs`` epochs without validation.
+    impute : {None, "linear", "ffill", "zero"}, default None
+        How missing values are filled; ``None`` rejects them with an error.
+    id_col, time_col, value_cols : optional column names
+        Columns of a long frame: instance id, time, channels.
+    random_state : int or None, default None
+        Seed for initialisation, the validation split and shuffling.
+    accelerator, devices : Lightning settings, default "auto"
+    verbose : bool, default False
+        Show a progress bar while training.
+    log_dir : str or None, default None
+        Write Lightning CSV logs there; by default nothing is written to disk.
+"""
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class SequenceEstimator(BaseEstimator):
+    """Base of the sequence classifier and regressor; not used directly."""
+
+    #: loss of :mod:`rwkv_ts.training` for per-instance targets
+    _loss = "mse"
+
+    # ------------------------------------------------------------------ checks and conversion
+    def _check_params(self) -> None:
+        for name in ("patch_len", "stride", "max_epochs", "batch_size", "patience"):
+            _positive_int(name, getattr(self, name))
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+
+    def _instances(self, X: Any, min_length: int | None = None) -> Instances:
+        return to_instances(
+            X,
+            id_col=self.id_col,
+            time_col=self.time_col,
+            value_cols=self.value_cols,
+            impute=self.impute,
+            min_length=self.patch_len if min_length is None else min_length,
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X, y) first"
+            )
+
+    def _fitted_instances(self, X: Any, min_length: int | None = None) -> Instances:
+        self._check_fitted()
+        inst = self._instances(X, min_length)
+        if inst.n_channels != len(self.channels_):
+            raise DataValidationError(
+                f"X has {inst.n_channels} channel(s) but the estimator was fitted on "
+                f"{len(self.channels_)}: {self.channels_}"
+            )
+        return inst
+
+    def _fit_scaler(self, inst: Instances, rows: np.ndarray) -> None:
+        stacked = np.concatenate([inst.values[i] for i in rows], axis=0).astype(np.float64)
+        std = stacked.std(axis=0)
+        self.scale_mean_ = stacked.mean(axis=0)
+        self.scale_std_ = np.where(std > 1e-12, std, 1.0)
+
+    def _scaled(self, inst: Instances) -> list[np.ndarray]:
+        return [((v - self.scale_mean_) / self.scale_std_).astype(np.float32) for v in inst.values]
+
+    def _build_config(self, n_channels: int, n_outputs: int) -> SequenceConfig:
+        params = {name: getattr(self, name) for name in _MODEL_PARAMS}
+        params["shift_distances"] = tuple(params["shift_distances"])
+        params["tcn_dilations"] = tuple(params["tcn_dilations"])
+        return SequenceConfig(n_channels=n_channels, n_outputs=n_outputs, **params)
+
+    def _device(self) -> torch.device:
+        wants_gpu = self.accelerator in ("gpu", "cuda") or (
+            self.accelerator == "auto" and torch.cuda.is_available()
+        )
+        return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+    # ------------------------------------------------------------------ training
+    def _split(
+        self, n: int, stratify: np.ndarray | None = None, groups: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation instance indices: by group when ``groups`` is given (no group
+        on both sides), else stratified by class where every class can spare an instance."""
+        rng = np.random.default_rng(self.random_state)
+        everything = np.arange(n)
+        if self.val_fraction == 0 or n < 4:
+            return everything, everything[:0]
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.shape != (n,):
+                raise DataValidationError(
+                    f"groups has shape {groups.shape}; expected one group per instance ({n},)"
+                )
+            unique = np.unique(groups)
+            if len(unique) < 2:
+                return everything, everything[:0]
+            n_val = min(max(int(round(self.val_fraction * len(unique))), 1), len(unique) - 1)
+            val_groups = rng.choice(unique, size=n_val, replace=False)
+            is_val = np.isin(groups, val_groups)
+            return everything[~is_val], everything[is_val]
+        if stratify is not None:
+            val = []
+            for label in np.unique(stratify):
+                members = rng.permutation(np.flatnonzero(stratify == label))
+                k = int(round(self.val_fraction * len(members)))
+                val.extend(members[: min(k, len(members) - 1)])
+            is_val = np.zeros(n, dtype=bool)
+            is_val[np.asarray(val, dtype=np.int64)] = True
+            if not is_val.any():
+                return everything, everything[:0]
+            return everything[~is_val], everything[is_val]
+        n_val = min(max(int(round(self.val_fraction * n)), 1), n - 1)
+        is_val = np.zeros(n, dtype=bool)
+        is_val[rng.permutation(n)[:n_val]] = True
+        return everything[~is_val], everything[is_val]
+
+    def _train(
+        self,
+        inst: Instances,
+        targets: np.ndarray | list[np.ndarray],
+        n_outputs: int,
+        loss: str,
+        stratify: np.ndarray | None = None,
+        groups: Any = None,
+    ) -> None:
+        """Fit the scaler and the model; set the fitted attributes."""
+        train_idx, val_idx = self._split(inst.n_instances, stratify, groups)
+        # The scaler sees the training instances only, never the validation ones.
+        self._fit_scaler(inst, train_idx)
+        scaled = self._scaled(inst)
+        config = self._build_config(inst.n_channels, n_outputs)
+
+        def subset(idx: np.ndarray) -> SequenceDataset:
+            if isinstance(targets, np.ndarray):
+                return SequenceDataset([scaled[i] for i in idx], targets[idx])
+            return SequenceDataset([scaled[i] for i in idx], [targets[i] for i in idx])
+
+        train_data = subset(train_idx)
+        val_data = subset(val_idx) if len(val_idx) else None
+        seed = self.random_state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed if seed is not None else torch.seed())
+            model = RWKVSequenceModel(config)
+            trained = _TokenOutputs(model) if loss == "masked_mse" else model
+            result = train_model(
+                trained,
+                train_data,
+                val_data,
+                TrainingOptions(
+                    max_epochs=self.max_epochs,
+                    batch_size=self.batch_size,
+                    learning_rate=self.learning_rate,
+                    weight_decay=self.weight_decay,
+                    patience=self.patience,
+                    accelerator=self.accelerator,
+                    devices=self.devices,
+                    verbose=self.verbose,
+                    random_state=seed,
+                    log_dir=self.log_dir,
+                    loss=loss,
+                    collate_fn=collate_sequences,
+                ),
+            )
+        model.eval()
+        self.model_ = model
+        self.config_ = config
+        self.channels_ = list(inst.channels)
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.n_epochs_ = result.n_epochs
+        self.n_train_instances_ = len(train_idx)
+        self.n_val_instances_ = len(val_idx)
+
+    # ------------------------------------------------------------------ inference
+    def _batches(self, values: list[np.ndarray], batch_size: int = 256):
+        """Yield ``(indices, x, lengths)``; instances are grouped by length to limit padding."""
+        order = np.argsort([len(v) for v in values], kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x = torch.nn.utils.rnn.pad_sequence(
+                [torch.from_numpy(values[i]) for i in idx], batch_first=True
+            )
+            yield idx, x, torch.tensor([len(values[i]) for i in idx])
+
+    def _raw_outputs(self, inst: Instances) -> np.ndarray:
+        """Model outputs (n, n_outputs) at the end of each instance."""
+        values = self._scaled(inst)
+        device = self._device()
+        model = self.model_.to(device).eval()
+        out = np.empty((len(values), self.config_.n_outputs), dtype=np.float32)
+        with torch.inference_mode():
+            for idx, x, lengths in self._batches(values):
+                out[idx] = model(x.to(device), lengths.to(device)).cpu().numpy()
+        self.model_.to("cpu")
+        return out
+
+    def _raw_step_outputs(self, inst: Instances) -> list[np.ndarray]:
+        """Model outputs after every sample of each instance, (T_i, n_outputs); rows before the
+        first complete patch are NaN, rows between patch ends repeat the last patch's output."""
+        values = self._scaled(inst)
+        cfg = self.config_
+        model = self.model_.to("cpu").eval()
+        result: list[np.ndarray] = [np.empty(0)] * len(values)
+        with torch.inference_mode():
+            for idx, x, lengths in self._batches(values):
+                if x.shape[1] < cfg.patch_len:  # instances shorter than a patch: no answer yet
+                    x = torch.nn.functional.pad(x, (0, 0, 0, cfg.patch_len - x.shape[1]))
+                tokens = model.token_outputs(x).numpy()
+                for row, i in enumerate(idx):
+                    t = np.arange(int(lengths[row]))
+                    j = (t - cfg.patch_len + 1) // cfg.stride
+                    out = tokens[row, np.clip(j, 0, None)].astype(np.float64)
+                    out[j < 0] = np.nan
+                    result[i] = out
+        return result
+
+    # ------------------------------------------------------------------ extras
+    def stream(self):
+        """A stream that takes samples as they arrive and answers after each one.
+
+        See :class:`rwkv_ts.sequence_stream.SequenceStream`.
+        """
+        from rwkv_ts.sequence_stream import SequenceStream
+
+        self._check_fitted()
+        return SequenceStream(self)
+
+    def save(self, path) -> None:
+        """Save the fitted estimator to one file (safetensors with a JSON header; no pickle).
+
+        Load it with :func:`rwkv_ts.load`.
+        """
+        from rwkv_ts.persistence import save_sequence_estimator
+
+        self._check_fitted()
+        save_sequence_estimator(self, path)
+
+    @property
+    def n_parameters_(self) -> int:
+        self._check_fitted()
+        return sum(p.numel() for p in self.model_.parameters())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        tags.input_tags.three_d_array = True
+        return tags
+
+
+class _TokenOutputs(nn.Module):
+    """Train on the outputs after every token (per-prefix targets); shares the model's weights."""
+
+    def __init__(self, model: RWKVSequenceModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model.token_outputs(x)
