@@ -128,6 +128,15 @@ def _result(rows: list, names: list, args) -> dict:
     }
 
 
+def _where(m: dict) -> str:
+    if m.get("gpu"):
+        return (
+            f"{m['gpu']} for RWKVClassifier (accelerator='auto'); MiniRocket on the CPU; FCN on "
+            "sktime's default device; "
+        )
+    return "CPU only; "
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     runs = result["runs"]
@@ -144,10 +153,9 @@ def markdown(result: dict) -> str:
         "",
         f"- Command: `{result['command']}`",
         f"- Date: {result['date']}",
-        f"- Machine: {m['cpu']} ({m['cpu_count']} cores, shared with other jobs), torch "
-        f"{m['torch']}, {m['torch_threads']} torch and numba thread(s) for every model, sktime "
-        f"{result['sktime']}; CPU only "
-        "(the issue asks for GPU runs; the GPU budget of this session was reserved)",
+        f"- Machine: {_where(m)}{m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, "
+        f"{m['torch_threads']} torch and numba thread(s) for every model, sktime "
+        f"{result['sktime']}",
         f"- Seeds: {result['seeds']} (accuracy is the mean over seeds); RWKVClassifier with its "
         f"default parameters except max_epochs={result.get('max_epochs') or 'default'}; given "
         "TRAIN/TEST splits; every model was fitted once before the timed runs (numba "
@@ -225,19 +233,35 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--out", default="classification")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="combine these result JSONs instead of running"
+    )
     args = parser.parse_args()
+    if args.merge:
+        import json
+
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        result = dict(parts[0])
+        result["runs"] = [r for part in parts for r in part["runs"]]
+        result["datasets"] = [d for part in parts for d in part["datasets"]]
+        result["datasets_requested"] = [d for part in parts for d in part["datasets_requested"]]
+        result["command"] = "; ".join(part["command"] for part in parts)
+        write_json(args.out_dir / f"{args.out}.json", result)
+        (args.out_dir / f"{args.out}.md").write_text(markdown(result))
+        return
 
     def save(rows: list) -> None:
         # written after every run, so that an interrupted benchmark keeps what it measured
         from rwkv_ts.datasets import list_classification_datasets
 
         partial = _result(rows, args.datasets or list_classification_datasets(), args)
-        write_json(RESULTS / f"{args.out}.json", partial)
-        (RESULTS / f"{args.out}.md").write_text(markdown(partial))
+        write_json(args.out_dir / f"{args.out}.json", partial)
+        (args.out_dir / f"{args.out}.md").write_text(markdown(partial))
 
     result = run(args, on_row=save)
-    write_json(RESULTS / f"{args.out}.json", result)
-    (RESULTS / f"{args.out}.md").write_text(markdown(result))
+    write_json(args.out_dir / f"{args.out}.json", result)
+    (args.out_dir / f"{args.out}.md").write_text(markdown(result))
     print(markdown(result))
 
 

@@ -89,16 +89,7 @@ def run(args) -> dict:
                 f"{row['epochs']} epochs (best {row['best_epoch']})",
                 flush=True,
             )
-    summary = {}
-    for subset in args.subsets:
-        sel = [r for r in rows if r["subset"] == subset]
-        summary[subset] = {
-            key: {
-                "mean": float(np.mean([r[key] for r in sel])),
-                "std": float(np.std([r[key] for r in sel])),
-            }
-            for key in ("rmse", "rmse_capped_truth", "score", "fit_seconds")
-        } | {"n_seeds": len(sel)}
+    summary = summarize(rows)
     return {
         "benchmark": "rul_cmapss",
         "command": command_line(),
@@ -127,6 +118,42 @@ def run(args) -> dict:
     }
 
 
+def describe_machine(m: dict) -> str:
+    """One line: the GPU the models trained on (when there was one), the CPU and torch."""
+    where = f"{m['gpu']} (training and inference), " if m.get("gpu") else "CPU only, "
+    return (
+        f"{where}{m['cpu']} ({m['cpu_count']} cores), torch {m['torch']}, "
+        f"{m['torch_threads']} torch thread(s)"
+    )
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean and spread over seeds per subset."""
+    summary = {}
+    for subset in dict.fromkeys(r["subset"] for r in rows):
+        sel = [r for r in rows if r["subset"] == subset]
+        summary[subset] = {
+            key: {
+                "mean": float(np.mean([r[key] for r in sel])),
+                "std": float(np.std([r[key] for r in sel])),
+            }
+            for key in ("rmse", "rmse_capped_truth", "score", "fit_seconds")
+        } | {"n_seeds": len(sel)}
+    return summary
+
+
+def merge(paths: list[Path]) -> dict:
+    """One result from several partial runs (e.g. one process per subset, run side by side)."""
+    import json
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = dict(parts[0])
+    result["runs"] = [r for part in parts for r in part["runs"]]
+    result["summary"] = summarize(result["runs"])
+    result["command"] = "; ".join(part["command"] for part in parts)
+    return result
+
+
 def markdown(result: dict) -> str:
     m = result["machine"]
     subsets = list(result["summary"])
@@ -135,9 +162,7 @@ def markdown(result: dict) -> str:
         "",
         f"- Command: `{result['command']}`",
         f"- Date: {result['date']}",
-        f"- Machine: {m['cpu']} ({m['cpu_count']} cores, shared with other jobs), torch "
-        f"{m['torch']}, {m['torch_threads']} torch thread(s); CPU only (the issue asks for GPU "
-        "runs; the GPU budget of this session was reserved)",
+        f"- Machine: {describe_machine(m)}",
         f"- Protocol: {'; '.join(f'{k}: {v}' for k, v in result['protocol'].items())}",
         "",
         "## Measured (this run)",
@@ -198,10 +223,14 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--out", default="rul_cmapss")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="combine these result JSONs instead of running"
+    )
     args = parser.parse_args()
-    result = run(args)
-    write_json(RESULTS / f"{args.out}.json", result)
-    (RESULTS / f"{args.out}.md").write_text(markdown(result))
+    result = merge(args.merge) if args.merge else run(args)
+    write_json(args.out_dir / f"{args.out}.json", result)
+    (args.out_dir / f"{args.out}.md").write_text(markdown(result))
     print(markdown(result))
 
 

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from rwkv_ts.data import Panel, WindowDataset, check_same_channels, chronological_split, to_panel
 from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
+from rwkv_ts.data.validation import check_memory
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel, dominant_periods, periods_to_distances
 from rwkv_ts.training import TrainingOptions, train_model
 
@@ -248,6 +249,22 @@ class RWKVForecaster(BaseEstimator):
         )
         return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
+    def _check_fit_memory(self, panel: Panel) -> None:
+        # Peak of fit before training: float64 copies of the data, their concatenation for the
+        # scaler and the scaled float32 arrays (24 bytes a value beside the panel), plus weights,
+        # gradients and two AdamW moments of the largest maps (linear skip, flatten head).
+        n_values = sum(v.size for v in panel.values)
+        n_patches = max((self.lookback - self.patch_len) // self.stride + 1, 1)
+        head_in = self.d_model * (n_patches if self.head == "flatten" else 1)
+        n_weights = (self.lookback + head_in) * self.horizon
+        check_memory(
+            24.0 * n_values + 16.0 * n_weights,
+            f"training on {len(panel.values)} series of {n_values:,} values in all "
+            f"(lookback={self.lookback}, horizon={self.horizon}, d_model={self.d_model})",
+            "fit on fewer or shorter series (older history adds little), or lower lookback, "
+            "horizon or d_model",
+        )
+
     def _scale(self, values: list[np.ndarray]) -> list[np.ndarray]:
         return [((v - self.scale_mean_) / self.scale_std_).astype(np.float32) for v in values]
 
@@ -268,6 +285,7 @@ class RWKVForecaster(BaseEstimator):
         """
         self._check_params()
         panel = self._panel(y, min_length=self.lookback + self.horizon)
+        self._check_fit_memory(panel)
         raw = [np.asarray(v, dtype=np.float64) for v in panel.values]
         n_patches = (self.lookback - self.patch_len) // self.stride + 1
         streamable = self.norm == "causal" and self._head_tokens(n_patches) is not None

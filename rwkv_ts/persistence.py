@@ -2,30 +2,33 @@
 
 The file holds the model weights, the scaler and the last lookback window of each training series as
 tensors, and in its metadata a JSON document with the format version, the estimator's parameters,
-the model configuration and what is needed to rebuild forecasts in the input's layout. Writes are
-atomic (temporary file, then rename).
+the model configuration and what is needed to rebuild forecasts in the input's layout. Since format
+version 2 the metadata also holds a SHA-256 of everything else, checked before anything is built.
+Writes are atomic (temporary file in the same folder, fsync, rename).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
+from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes, seal, write_atomic
 from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
 
 FORMAT = "rwkv-ts/forecaster"
 #: format tag of the sequence estimators (RWKVClassifier, RWKVRegressor); same versioning
 SEQUENCE_FORMAT = "rwkv-ts/sequence"
-FORMAT_VERSION = 1
+#: version 2 adds the checksum (required from then on); version 1 files still load
+FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):
@@ -80,45 +83,31 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
 
 
 def _write_atomic(tensors: dict[str, torch.Tensor], metadata: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    data = seal(lambda meta: st_save(tensors, metadata=meta), metadata)
+    return write_atomic(path, data)
 
 
 def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-            if metadata.get("format") not in (FORMAT, SEQUENCE_FORMAT):
-                raise ModelFileError(
-                    f"{path} is a safetensors file but not an rwkv-ts forecaster "
-                    f"(format {metadata.get('format')!r})"
-                )
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except SafetensorError as exc:
-        raise ModelFileError(
-            f"{path} is not a readable rwkv-ts model file (corrupt or truncated): {exc}"
-        ) from None
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ModelFileError | FileNotFoundError):
-            raise
+        data = path.read_bytes()
+    except OSError as exc:
         raise ModelFileError(f"{path} is not a readable rwkv-ts model file: {exc}") from None
+    # Everything is checked on the bytes (pickle, sizes, truncation, checksum) before a tensor or
+    # an estimator is built from them.
+    _, metadata = check_bytes(data, str(path), ModelFileError)
+    if metadata.get("format") not in (FORMAT, SEQUENCE_FORMAT):
+        raise ModelFileError(
+            f"{path} is a safetensors file but not an rwkv-ts model "
+            f"(format {metadata.get('format')!r})"
+        )
     try:
         header = json.loads(metadata["rwkv_ts"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path} has an unreadable rwkv-ts header: {exc}") from None
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path} has an unreadable rwkv-ts header: {exc!r}") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path} has an unreadable rwkv-ts header (not a JSON object)")
     version = header.get("format_version")
     if not isinstance(version, int):
         raise ModelFileError(f"{path} has no valid format version ({version!r})")
@@ -127,6 +116,17 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             f"{path} was written in format version {version}, newer than this rwkv-ts reads "
             f"({FORMAT_VERSION}); upgrade rwkv-ts to load it"
         )
+    if version >= 2 and CHECKSUM_KEY not in metadata:
+        raise ModelFileError(
+            f"{path} is corrupt or edited: format version {version} files carry a checksum and "
+            "this one has none"
+        )
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(
+            f"{path} is not a readable rwkv-ts model file (corrupt or truncated): {exc}"
+        ) from None
     return header, tensors
 
 
@@ -196,9 +196,11 @@ def load(path: str | os.PathLike) -> Any:
         panel = panel_from_record(header["panel"], windows)
         mean = tensors["scale.mean"].numpy()
         std = tensors["scale.std"].numpy()
-    except (KeyError, TypeError, RecordError) as exc:
+    except (KeyError, TypeError, ValueError, RecordError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
         raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
-    channels = list(header["channels"])
+    channels = list(header.get("channels") or [])
     if mean.shape != (len(channels),) or std.shape != (len(channels),):
         raise ModelFileError(
             f"{path}: scaler has shape {tuple(mean.shape)} for {len(channels)} channels"

@@ -19,7 +19,7 @@ from torch import nn
 
 from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
-from rwkv_ts.data.validation import DataValidationError
+from rwkv_ts.data.validation import DataValidationError, check_memory
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
 from rwkv_ts.training import TrainingOptions, train_model
 
@@ -198,6 +198,16 @@ class SequenceEstimator(BaseEstimator):
         groups: Any = None,
     ) -> None:
         """Fit the scaler and the model; set the fitted attributes."""
+        lengths = inst.lengths
+        n_values = int(lengths.sum()) * inst.n_channels
+        # scaled float32 copies of every instance, plus one padded batch of the longest ones
+        padded = self.batch_size * int(lengths.max()) * inst.n_channels
+        check_memory(
+            8.0 * n_values + 4.0 * padded * (1 + 4 * self.d_model * self.n_layers),
+            f"training on {inst.n_instances} instances of up to {int(lengths.max()):,} samples "
+            f"(batch_size={self.batch_size}, d_model={self.d_model})",
+            "lower batch_size or d_model, or cut the longest instances",
+        )
         train_idx, val_idx = self._split(inst.n_instances, stratify, groups)
         # The scaler sees the training instances only, never the validation ones.
         self._fit_scaler(inst, train_idx)

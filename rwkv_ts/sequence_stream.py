@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from rwkv_ts.data.instances import Instances, to_instances
-from rwkv_ts.data.validation import DataValidationError
+from rwkv_ts.data.validation import DataValidationError, as_real_array
 
 __all__ = ["SequenceStream"]
 
@@ -171,7 +171,7 @@ class SequenceStream:
         est = self._est
         n_channels = len(est.channels_)
         if isinstance(X, np.ndarray | list | tuple):
-            a = np.asarray(X, dtype=np.float64)
+            a = as_real_array(X, "samples")
             if a.ndim == 1:
                 a = a[:, None] if n_channels == 1 else a[None, :]
             if a.ndim != 2 or a.shape[1] != n_channels:

@@ -30,6 +30,23 @@ class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
+class TrainingOutOfMemoryError(torch.OutOfMemoryError):
+    """The accelerator ran out of memory while training; the message says which settings to lower.
+
+    A subclass of ``torch.OutOfMemoryError``, so code that already catches that keeps working.
+    """
+
+
+def _out_of_memory_message(exc: BaseException, options: TrainingOptions) -> str:
+    return (
+        f"out of memory while training with batch_size={options.batch_size} on "
+        f"accelerator={options.accelerator!r}: lower batch_size first (halving it halves the "
+        "activation memory), then the sequence length the model reads (lookback, or the "
+        "sequence length for the classifier and regressor), then the model size (d_model, "
+        f"n_layers). Original error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    )
+
+
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     # NaN targets mark padding (per-token targets of sequences of different lengths)
     mask = torch.isfinite(target)
@@ -321,7 +338,15 @@ def train_model(
             num_sanity_val_steps=0,
             default_root_dir=options.log_dir,
         )
-        trainer.fit(system, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        try:
+            trainer.fit(system, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        except torch.OutOfMemoryError as exc:
+            if isinstance(exc, TrainingOutOfMemoryError):
+                raise
+            model.to("cpu")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise TrainingOutOfMemoryError(_out_of_memory_message(exc, options)) from exc
     model.to("cpu")
     return TrainingResult(
         history=system.history,

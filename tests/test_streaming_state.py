@@ -148,3 +148,41 @@ def test_stream_command_pipes_forecasts_line_by_line(fitted):
     ref = est.predict(_long({"north": values["north"]}, 0, 41, times))
     assert np.allclose(got["y"].to_numpy()[: est.horizon], ref["y"].to_numpy(), atol=1e-5)
     assert len(got) == 6 * est.horizon
+
+
+def test_hostile_states_are_rejected(fitted):
+    import pickle
+    import struct
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes, seal
+    from rwkv_ts.stream.stream import _digest
+
+    est, values, times, tmp = fitted
+    stream = est.stream()
+    stream.update(_long(values, 40, 50, times))
+    good = stream.save_state()
+    fresh = est.stream(history=None)
+    with pytest.raises(StreamStateError, match="pickle"):
+        fresh.load_state(pickle.dumps({"engine.state": np.zeros(3)}))
+    with pytest.raises(StreamStateError, match="declares a 1152921504606846976-byte header"):
+        fresh.load_state(struct.pack("<Q", 2**60) + good[8:])
+    # wrong shapes behind valid checksums: the structural checks still hold
+    _, metadata = check_bytes(good, "good", ValueError)
+    header = json.loads(metadata["rwkv_ts"])
+    tensors = st_load(good)
+    name = sorted(k for k, v in tensors.items() if v.ndim >= 2)[0]
+    tensors[name] = tensors[name][..., :1].contiguous()
+    header["sha256"] = _digest(tensors)
+    meta = {"format": metadata["format"], "rwkv_ts": json.dumps(header)}
+    assert CHECKSUM_KEY not in meta
+    bad = seal(lambda m: st_save(tensors, metadata=m), meta)
+    with pytest.raises(StreamStateError, match=f"tensor '{name}' is .* needs"):
+        fresh.load_state(bad)
+    # a series registry edited without its checksum (ids, last timestamps)
+    edited = good.replace(b"north", b"nortH")
+    with pytest.raises(StreamStateError, match="checksum"):
+        fresh.load_state(edited)
+    assert fresh.n_series == 0

@@ -10,6 +10,7 @@ windows without materialising them.
 from rwkv_ts.data.frames import FrameSpec, Panel, forecast_to_frame, to_panel
 from rwkv_ts.data.validation import (
     IMPUTE_METHODS,
+    DataTooLargeError,
     DataTypeError,
     DataValidationError,
     check_same_channels,
@@ -18,6 +19,7 @@ from rwkv_ts.data.windows import WindowDataset, chronological_split
 
 __all__ = [
     "IMPUTE_METHODS",
+    "DataTooLargeError",
     "DataTypeError",
     "DataValidationError",
     "FrameSpec",

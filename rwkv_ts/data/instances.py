@@ -77,9 +77,21 @@ def _numeric(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype.kind == "c":
         raise DataTypeError(f"{what} has dtype {arr.dtype}: Complex data not supported")
     if arr.dtype.kind == "O":
-        # object arrays of numbers are accepted as scikit-learn does; anything else raises
-        # float()'s own TypeError
-        return arr.astype(np.float64)
+        # object arrays of numbers are accepted as scikit-learn does
+        try:
+            return arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            flat = arr.ravel()
+            bad = next(
+                (i for i, v in enumerate(flat) if not isinstance(v, int | float | np.number)),
+                0,
+            )
+            bad_value = flat[bad] if flat.size else None
+            # numpy's own words kept: scikit-learn's checks look for them
+            raise DataTypeError(
+                f"{what} holds the non-numeric value {bad_value!r} at flat position {bad}; "
+                f"expected real numbers ({exc})"
+            ) from None
     if arr.dtype.kind not in "iuf":
         raise DataTypeError(
             f"{what} has dtype {arr.dtype}; expected real numbers (integer or float; not bool, "

@@ -12,6 +12,7 @@ timezone-aware data) or ``int64``, and the row position each grouped row had in 
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IMPUTE_METHODS",
+    "DataTooLargeError",
     "DataTypeError",
     "DataValidationError",
     "check_same_channels",
@@ -43,6 +45,11 @@ class DataValidationError(ValueError):
 
 class DataTypeError(DataValidationError, TypeError):
     """A column or array whose dtype cannot be used (non-numeric values, non-time time column)."""
+
+
+class DataTooLargeError(DataValidationError, MemoryError):
+    """Input (with the settings given) that would need more memory than the machine has free;
+    raised before the work starts, the message says how much and what to lower."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,6 +254,106 @@ def check_array_shape(shape: tuple[int, ...]) -> None:
         )
     if shape[0] == 0 or (len(shape) == 2 and shape[1] == 0):
         raise DataValidationError(f"empty input: the array has shape {shape}")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new allocations (``MemAvailable`` on Linux), or ``None``."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(nbytes: float, what: str, advice: str) -> None:
+    """Raise :class:`DataTooLargeError` when ``nbytes`` exceed the memory free now.
+
+    An estimate made before the big allocations so that too large an input gives a clear error,
+    not an out-of-memory kill half-way through. Nothing is checked when the free memory cannot be
+    read.
+
+    Parameters
+    ----------
+    nbytes : float
+        Estimated peak bytes of the work about to start.
+    what : str
+        The work, for the message ("training on 3 series of 10,000,000 samples").
+    advice : str
+        Which settings or input to reduce.
+
+    Examples
+    --------
+    >>> check_memory(1024, "a tiny job", "nothing")
+    """
+    free = available_memory()
+    if free is None or nbytes <= free:
+        return
+    raise DataTooLargeError(
+        f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, more than the "
+        f"{free / 2**30:.1f} GiB free; {advice}"
+    )
+
+
+def as_real_array(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float64 array, or a clear error for values that are not real numbers.
+
+    Integers, floats and object arrays holding only numbers are accepted; bool, complex, string,
+    bytes, datetime and timedelta values and ragged nested lists are rejected (``np.asarray``
+    with ``dtype=float`` would turn bools into 0/1 silently and fail on the rest with messages
+    that do not say where).
+
+    Parameters
+    ----------
+    values : array-like
+    what : str
+        What to call the values in messages ("series 'a'", "samples").
+
+    Raises
+    ------
+    DataTypeError
+        Values of a non-numeric type; the message names the dtype or the first bad value.
+    DataValidationError
+        A ragged nested list.
+
+    Examples
+    --------
+    >>> as_real_array([1, 2.5], "samples")
+    array([1. , 2.5])
+    >>> try:
+    ...     as_real_array([True, False], "samples")
+    ... except DataTypeError as exc:
+    ...     print(str(exc)[:24])
+    samples have dtype bool;
+    """
+    try:
+        arr = np.asarray(values)
+    except ValueError:
+        raise DataValidationError(
+            f"{what} are a ragged nested sequence; give an array of shape (k,) or (k, C)"
+        ) from None
+    if arr.dtype.kind in "iuf":
+        return arr.astype(np.float64, copy=False)
+    if arr.dtype.kind == "O":
+        flat = arr.ravel()
+        for i, v in enumerate(flat):
+            if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.number):
+                raise DataTypeError(
+                    f"{what} hold the non-numeric value {v!r} ({type(v).__name__}) at flat "
+                    f"position {i}; expected real numbers"
+                )
+            if isinstance(v, complex | np.complexfloating):
+                raise DataTypeError(f"{what} hold the complex value {v!r} at flat position {i}")
+        return arr.astype(np.float64)
+    raise DataTypeError(
+        f"{what} have dtype {arr.dtype}; expected real numbers (integers or floats; not bool, "
+        "complex, string or datetime)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

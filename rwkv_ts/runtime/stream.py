@@ -179,8 +179,10 @@ class RuntimeStream:
 
     # ------------------------------------------------------------------ state
     def save_state(self, path: str | os.PathLike | None = None) -> bytes | None:
-        """The state as safetensors bytes (or written to ``path``)."""
+        """The state as safetensors bytes (or written to ``path`` atomically)."""
         from safetensors.numpy import save
+
+        from rwkv_ts._safefile import write_atomic
 
         data = save(
             {k: np.ascontiguousarray(v) for k, v in self.state.items()},
@@ -188,7 +190,7 @@ class RuntimeStream:
         )
         if path is None:
             return data
-        Path(path).write_bytes(data)
+        write_atomic(path, data)
         return None
 
     def load_state(self, source: bytes | str | os.PathLike) -> RuntimeStream:
@@ -196,7 +198,10 @@ class RuntimeStream:
         from safetensors import SafetensorError
         from safetensors.numpy import load
 
+        from rwkv_ts._safefile import check_bytes
+
         data = bytes(source) if isinstance(source, bytes | bytearray) else Path(source).read_bytes()
+        check_bytes(data, "the runtime state", RuntimeModelError)
         try:
             tensors = load(data)
             meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")]).get(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL_FORMAT = "rwkv-ts/forecaster"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # kept equal to rwkv_ts.persistence.FORMAT_VERSION
 
 
 class RuntimeModelError(ValueError):
@@ -100,28 +100,35 @@ def read_model_file(path: str | os.PathLike) -> ModelArrays:
     ------
     FileNotFoundError, RuntimeModelError
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    try:
-        with safe_open(str(path), framework="np") as fh:
-            metadata = fh.metadata() or {}
-            if metadata.get("format") != MODEL_FORMAT:
-                raise RuntimeModelError(
-                    f"{path} is not an rwkv-ts forecaster (format {metadata.get('format')!r})"
-                )
-            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-    except SafetensorError as exc:
-        raise RuntimeModelError(f"{path} is corrupt or truncated: {exc}") from None
+    data = path.read_bytes()
+    _, metadata = check_bytes(data, str(path), RuntimeModelError)
+    if metadata.get("format") != MODEL_FORMAT:
+        raise RuntimeModelError(
+            f"{path} is not an rwkv-ts forecaster (format {metadata.get('format')!r})"
+        )
     try:
         header = json.loads(metadata["rwkv_ts"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise RuntimeModelError(f"{path} has an unreadable header: {exc}") from None
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise RuntimeModelError(f"{path} has an unreadable header: {exc!r}") from None
+    if not isinstance(header, dict):
+        raise RuntimeModelError(f"{path} has an unreadable header (not a JSON object)")
     version = header.get("format_version")
     if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
         raise RuntimeModelError(f"{path} has format version {version!r}, newer than supported")
+    if version >= 2 and CHECKSUM_KEY not in metadata:
+        raise RuntimeModelError(f"{path} is corrupt or edited: it lacks its checksum")
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as exc:
+        raise RuntimeModelError(f"{path} is corrupt or truncated: {exc}") from None
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         return ModelArrays(

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
-import tempfile
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from rwkv_ts._safefile import check_bytes, seal, write_atomic
 from rwkv_ts.data import Panel, check_same_channels, forecast_to_frame, to_panel
 from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
+from rwkv_ts.data.validation import DataValidationError, as_real_array
 from rwkv_ts.nn import flatten_state, unflatten_state
 from rwkv_ts.stream.engine import make_engine
 
@@ -56,24 +56,6 @@ def model_fingerprint(model: torch.nn.Module, scale_mean: np.ndarray, scale_std:
     digest.update(np.asarray(scale_mean, dtype=np.float64).tobytes())
     digest.update(np.asarray(scale_std, dtype=np.float64).tobytes())
     return digest.hexdigest()
-
-
-def _safetensors_metadata(data: bytes) -> dict:
-    """The ``__metadata__`` of a safetensors byte string (safetensors reads it only from files)."""
-    if len(data) < 8:
-        raise StreamStateError(f"the state is truncated: {len(data)} bytes, no safetensors header")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise StreamStateError(
-            f"the state is truncated: its header announces {n} bytes, {len(data) - 8} follow"
-        )
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StreamStateError(
-            f"the state is corrupt: unreadable safetensors header ({exc})"
-        ) from None
-    return header.get("__metadata__") or {}
 
 
 def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -252,17 +234,19 @@ class ForecastStream:
         )
 
     def _as_values(self, sid: Hashable, values: Any) -> np.ndarray:
-        arr = np.asarray(values, dtype=np.float64)
+        arr = as_real_array(values, f"series {sid!r}: the new samples")
         c = len(self.channels)
         if arr.ndim == 1:
             arr = arr[:, None] if c == 1 else arr[None, :]
         if arr.ndim != 2 or arr.shape[1] != c:
-            raise ValueError(
+            raise DataValidationError(
                 f"series {sid!r}: expected samples of shape (k, {c}) (channels "
                 f"{self.channels}), got {np.shape(values)}"
             )
         if not np.isfinite(arr).all():
-            raise ValueError(f"series {sid!r}: the new samples contain NaN or infinite values")
+            raise DataValidationError(
+                f"series {sid!r}: the new samples contain NaN or infinite values"
+            )
         return arr.astype(np.float32)
 
     def _feed_arrays(self, arrays: Mapping[Hashable, Any]) -> list[int]:
@@ -453,7 +437,7 @@ class ForecastStream:
         return record
 
     def save_state(self, path: str | os.PathLike | None = None) -> bytes | None:
-        """Save the stream's state (safetensors; no pickle) to ``path``, or return it as bytes.
+        """Save the stream's state (safetensors; no pickle) to ``path`` atomically, or return bytes.
 
         The state holds every series' recurrent state, its id and last timestamp, and the
         fingerprint of the model it belongs to; restore it with :meth:`load_state` on a stream of
@@ -470,22 +454,14 @@ class ForecastStream:
             "n_lanes": self._engine.n_lanes,
             "registry": self._registry_record(),
         }
-        data = st_save(tensors, metadata={"format": STATE_FORMAT, "rwkv_ts": json.dumps(header)})
+        # The file-level checksum also covers the series registry (ids, last timestamps).
+        data = seal(
+            lambda meta: st_save(tensors, metadata=meta),
+            {"format": STATE_FORMAT, "rwkv_ts": json.dumps(header)},
+        )
         if path is None:
             return data
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, data)
         return None
 
     def load_state(self, source: bytes | str | os.PathLike) -> ForecastStream:
@@ -506,10 +482,7 @@ class ForecastStream:
             data, where = path.read_bytes(), str(path)
         else:
             raise TypeError(f"load_state takes bytes or a path, got {type(source).__name__}")
-        try:
-            metadata = _safetensors_metadata(data)
-        except StreamStateError as exc:
-            raise StreamStateError(f"{where}: {exc}") from None
+        _, metadata = check_bytes(data, where, StreamStateError)
         if metadata.get("format") != STATE_FORMAT:
             raise StreamStateError(
                 f"{where} is not an rwkv-ts stream state (format {metadata.get('format')!r})"
