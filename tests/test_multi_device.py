@@ -28,13 +28,15 @@ est = RWKVForecaster(horizon=8, lookback=32, patch_len=8, stride=4, d_model=8, h
                      accelerator="cpu", devices=int(sys.argv[1]))
 est.fit(load_co2().frame.iloc[:500])
 weights = sum(float(p.double().abs().sum()) for p in est.model_.parameters())
-print("RESULT " + json.dumps({
-    "rank": int(os.environ.get("LOCAL_RANK", 0)),
+rank = int(os.environ.get("LOCAL_RANK", 0))
+# each rank writes its own file: the ranks share one stdout, where lines can interleave
+open(f"rank{rank}.json", "w").write(json.dumps({
+    "rank": rank,
     "val": [h["val_loss"] for h in est.history_],
     "best": est.best_epoch_,
     "weights": weights,
     "forecast": est.predict()["co2"].tolist(),
-}), flush=True)
+}))
 """
 
 
@@ -51,8 +53,8 @@ def _run(tmp_path: Path, devices: int) -> list[dict]:
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.startswith("RESULT ")]
-    return sorted((json.loads(ln[len("RESULT ") :]) for ln in lines), key=lambda r: r["rank"])
+    files = sorted(tmp_path.glob("rank*.json"))
+    return sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["rank"])
 
 
 def test_two_process_ddp_agrees_across_ranks(tmp_path):

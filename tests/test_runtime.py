@@ -112,6 +112,24 @@ def test_runtime_reads_a_saved_model_and_restores_its_state(tmp_path):
     assert runtime.nbytes_per_series() == model.stream(1).nbytes_per_series()
 
 
+def test_bad_sample_changes_no_state():
+    config = streamable_config(lookback=20)
+    y = np.random.default_rng(3).normal(size=(3, 40, 1)).cumsum(axis=1)
+    runtime = _runtime_of(as_estimator(random_model(config, 4), y[0, :20])).stream(3)
+    runtime.update(y[:, :30])
+    before = {k: v.copy() for k, v in runtime.state.items()}
+    bad = y[:, 30:35].copy()
+    bad[2, 4, 0] = np.nan  # the last value of the last series: the others come first
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        runtime.update(bad)
+    for name, value in runtime.state.items():
+        assert np.array_equal(value, before[name]), name
+    with pytest.raises(ValueError, match="series positions"):
+        runtime.update(y[:1, 30], series=[3])
+    with pytest.raises(ValueError, match="shape"):
+        runtime.update(y[:2, 30])
+
+
 def test_runtime_refuses_the_windowed_configuration(tmp_path):
     config = streamable_config(head_tokens=None)
     est = as_estimator(random_model(config, 0), np.zeros((30, 1)))

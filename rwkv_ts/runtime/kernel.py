@@ -30,14 +30,14 @@ _NORM_EPS = 1e-5
 
 @njit(cache=True, fastmath=True)
 def _matvec(x, w, out):
-    """out = x @ w with w (in, out)."""
-    n_out = out.shape[0]
-    for o in range(n_out):
-        out[o] = 0.0
-    for i in range(x.shape[0]):
-        xi = x[i]
-        for o in range(n_out):
-            out[o] += xi * w[i, o]
+    """out = w @ x with w (out, in): one contiguous dot product per output."""
+    n_in = x.shape[0]
+    for o in range(out.shape[0]):
+        row = w[o]
+        acc = np.float32(0.0)
+        for i in range(n_in):
+            acc += x[i] * row[i]
+        out[o] = acc
 
 
 @njit(cache=True, fastmath=True)
@@ -55,6 +55,14 @@ def _layer_norm(x, weight, bias, out):
     inv = 1.0 / math.sqrt(var + _LN_EPS)
     for i in range(n):
         out[i] = (x[i] - mean) * inv * weight[i] + bias[i]
+
+
+@njit(cache=True, fastmath=True)
+def _tanh(x):
+    # through one exp: about twice as fast as libm's tanh, equal to float32 precision
+    e = math.exp(-2.0 * abs(np.float64(x)))
+    t = (1.0 - e) / (1.0 + e)
+    return t if x >= 0 else -t
 
 
 @njit(cache=True, fastmath=True)
@@ -111,32 +119,32 @@ def _token_step(tok, params, cfg, shift, wkv, tcn, cm, head, y_out, scratch):
     dist_off = 16
     dil_off = 16 + n_dist
     d = tok.shape[0]
-    (
-        h,
-        hn,
-        shifted,
-        xx,
-        tmp,
-        lora,
-        mixf,
-        xr,
-        xk,
-        xv,
-        xg,
-        xw,
-        r,
-        k,
-        v,
-        g,
-        w,
-        y,
-        a,
-        c,
-        conv,
-        cat2,
-        hid,
-        dlo,
-    ) = scratch
+    # one 2-D scratch array (a single argument to unbox per call), rows cut to their lengths
+    big = max(d, n_dist)
+    h = scratch[0, :d]
+    hn = scratch[1, :d]
+    shifted = scratch[2, :d]
+    xx = scratch[3, :d]
+    tmp = scratch[4, :big]
+    lora = scratch[5, : 5 * rank]
+    mixf = scratch[6, :d]
+    xr = scratch[7, :d]
+    xk = scratch[8, :d]
+    xv = scratch[9, :d]
+    xg = scratch[10, :d]
+    xw = scratch[11, :d]
+    r = scratch[12, :d]
+    k = scratch[13, :d]
+    v = scratch[14, :d]
+    g = scratch[15, :d]
+    w = scratch[16, :d]
+    y = scratch[17, :d]
+    a = scratch[18, :d]
+    c = scratch[19, :d]
+    conv = scratch[20, :d]
+    cat2 = scratch[21, : 2 * d]
+    hid = scratch[22, :hidden]
+    dlo = scratch[23, : 2 * rank]
 
     for i in range(d):
         h[i] = tok[i]
@@ -177,7 +185,7 @@ def _token_step(tok, params, cfg, shift, wkv, tcn, cm, head, y_out, scratch):
             tmp[i] = hn[i] + xx[i] * maa_x[layer, i]
         _matvec(tmp[:d], maa_w1[layer], lora)
         for i in range(5 * rank):
-            lora[i] = math.tanh(lora[i])
+            lora[i] = _tanh(lora[i])
         for f in range(5):
             _matvec(lora[f * rank : (f + 1) * rank], maa_w2[layer, f], mixf)
             if f == 0:
@@ -201,7 +209,7 @@ def _token_step(tok, params, cfg, shift, wkv, tcn, cm, head, y_out, scratch):
         if data_decay:
             _matvec(xw, decay_w1[layer], dlo)
             for i in range(2 * rank):
-                dlo[i] = math.tanh(dlo[i])
+                dlo[i] = _tanh(dlo[i])
             _matvec(dlo, decay_w2[layer], w)
             for i in range(d):
                 w[i] += decay[layer, i]
@@ -305,39 +313,77 @@ def _token_step(tok, params, cfg, shift, wkv, tcn, cm, head, y_out, scratch):
         y_out[i] += head_b[i]
 
 
-def make_scratch(cfg_np: np.ndarray, d: int, horizon: int) -> tuple:
-    rank, hidden, n_dist = int(cfg_np[4]), int(cfg_np[9]), int(cfg_np[5])
-    big = max(d, n_dist)
+@njit(cache=True)
+def scale_samples(values, mean, std, x):
+    """Scale samples ``values`` (S, k, C) float64 into the kernel's lanes ``x`` (S*C, k) float32,
+    as ``((v.astype(float32) - mean) / std).astype(float32)``; False if any value is not finite
+    (then ``x`` is partly written and must not be used)."""
+    n_series, k, c = values.shape
+    for s in range(n_series):
+        for j in range(k):
+            for ch in range(c):
+                v = values[s, j, ch]
+                if not np.isfinite(v):
+                    return False
+                x[s * c + ch, j] = np.float32((np.float64(np.float32(v)) - mean[ch]) / std[ch])
+    return True
 
-    def z(n: int) -> np.ndarray:
-        return np.zeros(n, dtype=_F)
 
-    return (
-        z(d),  # h
-        z(d),  # hn
-        z(d),  # shifted
-        z(d),  # xx
-        z(big),  # tmp
-        z(5 * rank),  # lora
-        z(d),  # mixf
-        z(d),  # xr
-        z(d),  # xk
-        z(d),  # xv
-        z(d),  # xg
-        z(d),  # xw
-        z(d),  # r
-        z(d),  # k
-        z(d),  # v
-        z(d),  # g
-        z(d),  # w
-        z(d),  # y
-        z(d),  # a
-        z(d),  # c
-        z(d),  # conv
-        z(2 * d),  # cat2
-        z(hidden),  # hid
-        z(2 * rank),  # dlo
+@njit(cache=True)
+def unscale_forecasts(fc, count, lanes, mean, std, lookback, out):
+    """Forecasts ``out`` (S, horizon, C) float64 of the series whose lanes are ``lanes`` (S*C,):
+    ``fc * std + mean``, NaN for series with fewer than ``lookback`` samples."""
+    n_series, horizon, c = out.shape
+    for s in range(n_series):
+        ready = count[lanes[s * c]] >= lookback
+        for ch in range(c):
+            lane = lanes[s * c + ch]
+            for h in range(horizon):
+                if ready:
+                    out[s, h, ch] = np.float64(fc[lane, h]) * std[ch] + mean[ch]
+                else:
+                    out[s, h, ch] = np.nan
+
+
+@njit(cache=True)
+def update_lanes(
+    values,
+    mean,
+    std,
+    lanes,
+    params,
+    cfg,
+    nbuf,
+    count,
+    zbuf,
+    shift,
+    wkv,
+    tcn,
+    cm,
+    head,
+    fc,
+    scratch,
+    tok,
+    yb,
+    x,
+    out,
+):
+    """Scale ``values`` (S, k, C) into ``x``, advance ``lanes`` and write the forecasts ``out``
+    (S, horizon, C); one call (one dispatch) per update. False, with no state changed, if a value
+    is not finite."""
+    if not scale_samples(values, mean, std, x):
+        return False
+    run_lanes(
+        lanes, x, params, cfg, nbuf, count, zbuf, shift, wkv, tcn, cm, head, fc, scratch, tok, yb
     )
+    unscale_forecasts(fc, count, lanes, mean, std, cfg[14], out)
+    return True
+
+
+def make_scratch(cfg_np: np.ndarray, d: int, horizon: int) -> np.ndarray:
+    """The kernel's work space: 24 rows (one per intermediate vector) of the longest length."""
+    rank, hidden, n_dist = int(cfg_np[4]), int(cfg_np[9]), int(cfg_np[5])
+    return np.zeros((24, max(2 * d, n_dist, 5 * rank, hidden)), dtype=_F)
 
 
 @njit(cache=True, fastmath=True)
@@ -402,12 +448,12 @@ def run_lanes(
                 scratch,
             )
             if skip:
-                for q in range(lookback):
-                    zq = zb[zl - lookback + q]
-                    for i in range(yb.shape[0]):
-                        yb[i] += zq * skip_w[q, i]
                 for i in range(yb.shape[0]):
-                    yb[i] += skip_b[i]
+                    skip_row = skip_w[i]
+                    acc = np.float32(0.0)
+                    for q in range(lookback):
+                        acc += zb[zl - lookback + q] * skip_row[q]
+                    yb[i] += acc + skip_b[i]
             mean32 = np.float32(mean)
             std32 = np.float32(std)
             for i in range(yb.shape[0]):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rwkv_ts.runtime.kernel import make_scratch, run_lanes
+from rwkv_ts.runtime.kernel import make_scratch, unscale_forecasts, update_lanes
 from rwkv_ts.runtime.weights import ModelArrays, RuntimeModelError, pack, read_model_file
 
 RUNTIME_STATE_FORMAT = "rwkv-ts/runtime-state"
@@ -90,6 +90,7 @@ class RuntimeStream:
         self._scratch = make_scratch(model.cfg, cfg.d_model, cfg.horizon)
         self._tok = np.zeros(cfg.d_model, np.float32)
         self._yb = np.zeros(cfg.horizon, np.float32)
+        self._lanes: np.ndarray | None = None
         self.state = self._zeros(0)
         self.add_series(n_series)
 
@@ -130,24 +131,28 @@ class RuntimeStream:
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim == 2:
             arr = arr[:, None, :]
-        idx = np.arange(self.n_series) if series is None else np.asarray(series, dtype=np.int64)
-        if arr.ndim != 3 or arr.shape[0] != len(idx) or arr.shape[2] != self._c:
+        n_series = self.n_series
+        if series is None:
+            lanes, n_given = self._all_lanes(), n_series
+        else:
+            idx = np.asarray(series, dtype=np.int64).reshape(-1)
+            if len(idx) and (idx.min() < 0 or idx.max() >= n_series):
+                raise ValueError(f"series positions must lie in [0, {n_series})")
+            lanes, n_given = (idx[:, None] * self._c + np.arange(self._c)).ravel(), len(idx)
+        if arr.ndim != 3 or arr.shape[0] != n_given or arr.shape[2] != self._c:
             raise ValueError(
-                f"values must have shape (S, C) or (S, k, C) with S = {len(idx)} series and "
+                f"values must have shape (S, C) or (S, k, C) with S = {n_given} series and "
                 f"C = {self._c} channels, got {np.shape(values)}"
             )
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.n_series):
-            raise ValueError(f"series positions must lie in [0, {self.n_series})")
-        if not np.isfinite(arr).all():
-            raise ValueError("values contain NaN or infinite values")
-        m = self.model
-        scaled = ((arr.astype(np.float32) - m.scale_mean) / m.scale_std).astype(np.float32)
-        x = np.ascontiguousarray(scaled.transpose(0, 2, 1).reshape(-1, arr.shape[1]))
-        lanes = (idx[:, None] * self._c + np.arange(self._c)).ravel()
-        st = self.state
-        run_lanes(
+        m, st = self.model, self.state
+        x = np.empty((len(lanes), arr.shape[1]), np.float32)
+        out = np.empty((n_given, m.config.horizon, self._c), np.float64)
+        # scaling checks every value before any state changes: a bad sample changes nothing
+        ok = update_lanes(
+            arr,
+            m.scale_mean,
+            m.scale_std,
             lanes,
-            x,
             m.params,
             m.cfg,
             st["nbuf"],
@@ -162,19 +167,35 @@ class RuntimeStream:
             self._scratch,
             self._tok,
             self._yb,
+            x,
+            out,
         )
-        return self._forecasts(idx)
+        if not ok:
+            raise ValueError("values contain NaN or infinite values")
+        return out
 
     def forecast(self) -> np.ndarray:
         """Current forecasts (S, horizon, C) of every series."""
-        return self._forecasts(np.arange(self.n_series))
+        return self._forecasts(self._all_lanes())
 
-    def _forecasts(self, idx: np.ndarray) -> np.ndarray:
+    def _all_lanes(self) -> np.ndarray:
+        n = self.state["count"].shape[0]
+        if self._lanes is None or len(self._lanes) != n:
+            self._lanes = np.arange(n, dtype=np.int64)
+        return self._lanes
+
+    def _forecasts(self, lanes: np.ndarray) -> np.ndarray:
         m, c = self.model, self._c
-        lanes = (idx[:, None] * c + np.arange(c)).ravel()
-        fc = self.state["fc"][lanes].astype(np.float64)
-        out = fc.reshape(len(idx), c, -1).transpose(0, 2, 1) * m.scale_std + m.scale_mean
-        out[self.state["count"][lanes[::c]] < m.config.lookback] = np.nan
+        out = np.empty((len(lanes) // c, m.config.horizon, c), np.float64)
+        unscale_forecasts(
+            self.state["fc"],
+            self.state["count"],
+            lanes,
+            m.scale_mean,
+            m.scale_std,
+            m.config.lookback,
+            out,
+        )
         return out
 
     # ------------------------------------------------------------------ state

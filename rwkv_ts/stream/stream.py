@@ -289,15 +289,16 @@ class ForecastStream:
         """
         if isinstance(y, Mapping):
             positions = self._feed_arrays(y)
+            # copies: a kept row must not keep the whole call's forecasts alive
             return {
-                self.series_ids[p]: f
+                self.series_ids[p]: f.copy()
                 for p, f in zip(positions, self._forecasts(positions), strict=True)
                 if self._ready(p)
             }
         if isinstance(y, np.ndarray | list | tuple):
             sid = self._wide_id()
             positions = self._feed_arrays({sid: y})
-            return self._forecasts(positions)[0]
+            return self._forecasts(positions)[0].copy()
         panel = to_panel(y, min_length=1, **self._est_params)
         positions = self._feed_panel(panel)
         return self._frame([p for p in positions if self._ready(p)], panel.spec)
