@@ -15,7 +15,7 @@ from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
 from rwkv_ts.data.validation import check_memory
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel, dominant_periods, periods_to_distances
-from rwkv_ts.training import TrainingOptions, train_model
+from rwkv_ts.training import TrainingOptions, inference_device, train_model
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -243,12 +243,6 @@ class RWKVForecaster(BaseEstimator):
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
 
-    def _device(self) -> torch.device:
-        wants_gpu = self.accelerator in ("gpu", "cuda") or (
-            self.accelerator == "auto" and torch.cuda.is_available()
-        )
-        return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
-
     def _check_fit_memory(self, panel: Panel) -> None:
         # Peak of fit before training: float64 copies of the data, their concatenation for the
         # scaler and the scaled float32 arrays (24 bytes a value beside the panel), plus weights,
@@ -450,7 +444,7 @@ class RWKVForecaster(BaseEstimator):
     def _forecast_scaled(self, windows: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Forecasts (S, horizon, C) in the scaled space from windows (S, lookback, C); no
         Trainer."""
-        device = self._device()
+        device = inference_device(self.accelerator)
         model = self.model_.to(device).eval()
         outputs = []
         with torch.inference_mode():

@@ -21,7 +21,7 @@ from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
 from rwkv_ts.data.validation import DataValidationError, check_memory
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
-from rwkv_ts.training import TrainingOptions, train_model
+from rwkv_ts.training import TrainingOptions, inference_device, train_model
 
 #: Parameters of the model configuration, shared by both estimators.
 _MODEL_PARAMS = (
@@ -143,12 +143,6 @@ class SequenceEstimator(BaseEstimator):
         params["tcn_dilations"] = tuple(params["tcn_dilations"])
         return SequenceConfig(n_channels=n_channels, n_outputs=n_outputs, **params)
 
-    def _device(self) -> torch.device:
-        wants_gpu = self.accelerator in ("gpu", "cuda") or (
-            self.accelerator == "auto" and torch.cuda.is_available()
-        )
-        return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
-
     # ------------------------------------------------------------------ training
     def _split(
         self, n: int, stratify: np.ndarray | None = None, groups: Any = None
@@ -269,7 +263,7 @@ class SequenceEstimator(BaseEstimator):
     def _raw_outputs(self, inst: Instances) -> np.ndarray:
         """Model outputs (n, n_outputs) at the end of each instance."""
         values = self._scaled(inst)
-        device = self._device()
+        device = inference_device(self.accelerator)
         model = self.model_.to(device).eval()
         out = np.empty((len(values), self.config_.n_outputs), dtype=np.float32)
         with torch.inference_mode():

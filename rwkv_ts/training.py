@@ -268,6 +268,15 @@ def _quiet(verbose: bool) -> Iterator[None]:
             lg.setLevel(level)
 
 
+def inference_device(accelerator: str) -> torch.device:
+    """The device batch inference runs on for an estimator's ``accelerator`` setting: CUDA when
+    asked for ("gpu", "cuda") or when ``"auto"`` finds it, else the CPU."""
+    wants_gpu = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    )
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
 @dataclass
 class TrainingResult:
     history: list[dict]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rwkv_ts.runtime.kernel import make_scratch, unscale_forecasts, update_lanes
+from rwkv_ts.runtime.kernel import make_scratch, run_lanes, unscale_forecasts, update_lanes
 from rwkv_ts.runtime.weights import ModelArrays, RuntimeModelError, pack, read_model_file
 
 RUNTIME_STATE_FORMAT = "rwkv-ts/runtime-state"
@@ -144,35 +144,31 @@ class RuntimeStream:
                 f"values must have shape (S, C) or (S, k, C) with S = {n_given} series and "
                 f"C = {self._c} channels, got {np.shape(values)}"
             )
-        m, st = self.model, self.state
+        m = self.model
         x = np.empty((len(lanes), arr.shape[1]), np.float32)
         out = np.empty((n_given, m.config.horizon, self._c), np.float64)
         # scaling checks every value before any state changes: a bad sample changes nothing
         ok = update_lanes(
-            arr,
-            m.scale_mean,
-            m.scale_std,
-            lanes,
-            m.params,
-            m.cfg,
-            st["nbuf"],
-            st["count"],
-            st["zbuf"],
-            st["shift"],
-            st["wkv"],
-            st["tcn"],
-            st["cm"],
-            st["head"],
-            st["fc"],
-            self._scratch,
-            self._tok,
-            self._yb,
-            x,
-            out,
+            arr, m.scale_mean, m.scale_std, lanes, m.params, m.cfg, *self._kernel_state(), x, out
         )
         if not ok:
             raise ValueError("values contain NaN or infinite values")
         return out
+
+    def advance(self, lanes: np.ndarray, x: np.ndarray) -> None:
+        """Advance ``lanes`` (m,) by already scaled samples ``x`` (m, k); no checks."""
+        m = self.model
+        run_lanes(
+            np.ascontiguousarray(lanes, dtype=np.int64),
+            np.ascontiguousarray(x, dtype=np.float32),
+            m.params,
+            m.cfg,
+            *self._kernel_state(),
+        )
+
+    def _kernel_state(self) -> tuple:
+        """The state arrays in the kernel's argument order, then its work space."""
+        return (*(self.state[k] for k in _STATE_NAMES), self._scratch, self._tok, self._yb)
 
     def forecast(self) -> np.ndarray:
         """Current forecasts (S, horizon, C) of every series."""

@@ -318,25 +318,4 @@ class NumbaEngine:
         return torch.from_numpy(self._runtime.state["fc"])
 
     def push(self, lanes: np.ndarray, x: np.ndarray) -> None:
-        from rwkv_ts.runtime.kernel import run_lanes
-
-        rt, st = self._runtime, self._runtime.state
-        model = rt.model
-        run_lanes(
-            np.ascontiguousarray(lanes, dtype=np.int64),
-            np.ascontiguousarray(x, dtype=np.float32),
-            model.params,
-            model.cfg,
-            st["nbuf"],
-            st["count"],
-            st["zbuf"],
-            st["shift"],
-            st["wkv"],
-            st["tcn"],
-            st["cm"],
-            st["head"],
-            st["fc"],
-            rt._scratch,
-            rt._tok,
-            rt._yb,
-        )
+        self._runtime.advance(lanes, x)
