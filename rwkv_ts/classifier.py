@@ -45,7 +45,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
         Per-channel standardisation fitted on the training instances.
     history_ : list of dict
-        Per-epoch training (and validation) loss.
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation split),
+        ``train_seconds`` and ``skipped_steps`` (see ``on_nonfinite_loss``).
     best_epoch_ : int or None
 
     Examples
@@ -95,6 +96,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         devices: int | str = "auto",
         verbose: bool = False,
         log_dir: str | None = None,
+        on_nonfinite_loss: str = "raise",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.patch_len = patch_len
         self.stride = stride
@@ -124,6 +127,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.devices = devices
         self.verbose = verbose
         self.log_dir = log_dir
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.checkpoint_dir = checkpoint_dir
 
     def fit(self, X: Any, y: Any) -> RWKVClassifier:
         """Train on instances ``X`` with labels ``y``.

@@ -15,7 +15,12 @@ from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
 from rwkv_ts.data.validation import check_memory
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel, dominant_periods, periods_to_distances
-from rwkv_ts.training import TrainingOptions, inference_device, train_model
+from rwkv_ts.training import (
+    TrainingOptions,
+    check_training_settings,
+    inference_device,
+    train_model,
+)
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
@@ -78,6 +83,20 @@ class RWKVForecaster(BaseEstimator):
         Show a progress bar while training.
     log_dir : str or None, default None
         Write Lightning CSV logs there; by default nothing is written to disk.
+    on_nonfinite_loss : {"raise", "skip"}, default "raise"
+        What a NaN or infinite training loss (or gradient) does: ``"raise"`` stops training with
+        :class:`rwkv_ts.training.TrainingDivergedError` naming the epoch and step; ``"skip"``
+        leaves that batch's optimiser step out with a ``RuntimeWarning`` naming the epoch and
+        step, and counts it in ``history_[epoch]["skipped_steps"]``.
+    checkpoint_dir : str or None, default None
+        A folder for a training checkpoint, written at the end of every epoch (atomically, only
+        the latest kept, no pickle). A ``fit`` killed part-way and run again with the same
+        folder, data and parameters resumes from the last complete epoch and gives the same
+        model as an uninterrupted fit (bit for bit on the CPU with a fixed ``random_state``).
+        A checkpoint of other data or parameters is not resumed: a
+        :class:`rwkv_ts.training.CheckpointWarning` says so and training starts afresh. The
+        checkpoint is deleted when ``fit`` completes. Do not share a folder between fits that
+        run at the same time.
 
     Attributes
     ----------
@@ -88,8 +107,9 @@ class RWKVForecaster(BaseEstimator):
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
         Per-channel standardisation fitted on the training data.
     history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation part) and
-        ``train_seconds`` (wall time of the training steps, validation excluded).
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation part),
+        ``train_seconds`` (wall time of the training steps, validation excluded) and
+        ``skipped_steps`` (steps left out for a non-finite loss, see ``on_nonfinite_loss``).
     best_epoch_ : int or None
 
     Examples
@@ -136,6 +156,8 @@ class RWKVForecaster(BaseEstimator):
         devices: int | str = "auto",
         verbose: bool = True,
         log_dir: str | None = None,
+        on_nonfinite_loss: str = "raise",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.horizon = horizon
         self.lookback = lookback
@@ -167,6 +189,8 @@ class RWKVForecaster(BaseEstimator):
         self.devices = devices
         self.verbose = verbose
         self.log_dir = log_dir
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------------ helpers
     def _panel(self, y: Any, min_length: int) -> Panel:
@@ -242,6 +266,7 @@ class RWKVForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
 
     def _check_fit_memory(self, panel: Panel) -> None:
         # Peak of fit before training: float64 copies of the data, their concatenation for the
@@ -312,6 +337,12 @@ class RWKVForecaster(BaseEstimator):
             )
             batch_size = self.batch_size
 
+        tag = {}
+        if self.checkpoint_dir is not None:
+            from rwkv_ts._checkpoint import estimator_tag
+
+            # the prepared data decide the run with the parameters (scaler, split, windows)
+            tag = estimator_tag(self, train_arrays, val_arrays, window, batch_size)
         seed = self.random_state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
@@ -345,6 +376,9 @@ class RWKVForecaster(BaseEstimator):
                     verbose=self.verbose,
                     random_state=seed,
                     log_dir=self.log_dir,
+                    on_nonfinite_loss=self.on_nonfinite_loss,
+                    checkpoint_dir=self.checkpoint_dir,
+                    checkpoint_tag=tag,
                 ),
             )
         model.eval()

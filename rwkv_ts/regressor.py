@@ -59,6 +59,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
     target_mean_, target_std_ : ndarray of shape (n_outputs,)
     history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation split),
+        ``train_seconds`` and ``skipped_steps`` (see ``on_nonfinite_loss``).
     best_epoch_ : int or None
 
     Examples
@@ -105,6 +107,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         devices: int | str = "auto",
         verbose: bool = False,
         log_dir: str | None = None,
+        on_nonfinite_loss: str = "raise",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.patch_len = patch_len
         self.stride = stride
@@ -134,6 +138,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.devices = devices
         self.verbose = verbose
         self.log_dir = log_dir
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.checkpoint_dir = checkpoint_dir
 
     def fit(self, X: Any, y: Any, groups: Any = None) -> RWKVRegressor:
         """Train on instances ``X`` with targets ``y``.

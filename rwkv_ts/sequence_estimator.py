@@ -21,7 +21,12 @@ from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
 from rwkv_ts.data.validation import DataValidationError, check_memory
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
-from rwkv_ts.training import TrainingOptions, inference_device, train_model
+from rwkv_ts.training import (
+    TrainingOptions,
+    check_training_settings,
+    inference_device,
+    train_model,
+)
 
 #: Parameters of the model configuration, shared by both estimators.
 _MODEL_PARAMS = (
@@ -79,6 +84,20 @@ _SHARED_DOC = """
         Show a progress bar while training.
     log_dir : str or None, default None
         Write Lightning CSV logs there; by default nothing is written to disk.
+    on_nonfinite_loss : {"raise", "skip"}, default "raise"
+        What a NaN or infinite training loss (or gradient) does: ``"raise"`` stops training with
+        :class:`rwkv_ts.training.TrainingDivergedError` naming the epoch and step; ``"skip"``
+        leaves that batch's optimiser step out with a ``RuntimeWarning`` naming the epoch and
+        step, and counts it in ``history_[epoch]["skipped_steps"]``.
+    checkpoint_dir : str or None, default None
+        A folder for a training checkpoint, written at the end of every epoch (atomically, only
+        the latest kept, no pickle). A ``fit`` killed part-way and run again with the same
+        folder, data and parameters resumes from the last complete epoch and gives the same
+        model as an uninterrupted fit (bit for bit on the CPU with a fixed ``random_state``).
+        A checkpoint of other data or parameters is not resumed: a
+        :class:`rwkv_ts.training.CheckpointWarning` says so and training starts afresh. The
+        checkpoint is deleted when ``fit`` completes. Do not share a folder between fits that
+        run at the same time.
 """
 
 
@@ -101,6 +120,7 @@ class SequenceEstimator(BaseEstimator):
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
 
     def _instances(self, X: Any, min_length: int | None = None) -> Instances:
         return to_instances(
@@ -215,6 +235,12 @@ class SequenceEstimator(BaseEstimator):
 
         train_data = subset(train_idx)
         val_data = subset(val_idx) if len(val_idx) else None
+        tag = {}
+        if self.checkpoint_dir is not None:
+            from rwkv_ts._checkpoint import estimator_tag
+
+            # the prepared data decide the run with the parameters (scaler, split, targets)
+            tag = estimator_tag(self, scaled, targets, train_idx, val_idx)
         seed = self.random_state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
@@ -237,6 +263,9 @@ class SequenceEstimator(BaseEstimator):
                     log_dir=self.log_dir,
                     loss=loss,
                     collate_fn=collate_sequences,
+                    on_nonfinite_loss=self.on_nonfinite_loss,
+                    checkpoint_dir=self.checkpoint_dir,
+                    checkpoint_tag=tag,
                 ),
             )
         model.eval()

@@ -3,31 +3,69 @@ set-up.
 
 The model (:class:`rwkv_ts.nn.RWKVTSModel`) knows nothing of training; :class:`ForecastingSystem`
 wraps it the way Lightning separates a model from its training system. :func:`train_model` runs the
-Trainer quietly (no log folders, no checkpoints on disk, best weights kept in memory) and returns
-the training history.
+Trainer quietly (no log folders, best weights kept in memory) and returns the training history.
+Nothing is written to disk unless asked: ``log_dir`` for CSV logs, ``checkpoint_dir`` for a
+checkpoint at the end of every epoch from which a killed training resumes (see
+:func:`train_model`).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message names the epoch and step."""
+    """The loss (or the gradient) became NaN or infinite; the message names the epoch and step."""
+
+
+class CheckpointWarning(RuntimeWarning):
+    """A checkpoint in ``checkpoint_dir`` was not resumed (another run's, or unreadable); the
+    training starts from the beginning and overwrites it."""
+
+
+#: values of ``TrainingOptions.on_nonfinite_loss``
+NONFINITE_POLICIES = ("raise", "skip")
+
+
+def check_training_settings(on_nonfinite_loss: object, checkpoint_dir: object) -> None:
+    """Validate the fault-handling settings shared by the estimators and :class:`TrainingOptions`.
+
+    Examples
+    --------
+    >>> check_training_settings("skip", None)
+    >>> check_training_settings("ignore", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: on_nonfinite_loss must be one of ('raise', 'skip'), got 'ignore'
+    """
+    if not isinstance(on_nonfinite_loss, str) or on_nonfinite_loss not in NONFINITE_POLICIES:
+        raise ValueError(
+            f"on_nonfinite_loss must be one of {NONFINITE_POLICIES}, got {on_nonfinite_loss!r}"
+        )
+    if checkpoint_dir is not None:
+        if not isinstance(checkpoint_dir, str | os.PathLike) or not os.fspath(checkpoint_dir):
+            raise TypeError(
+                f"checkpoint_dir must be None or a folder path (str), got {checkpoint_dir!r}"
+            )
+        if Path(checkpoint_dir).exists() and not Path(checkpoint_dir).is_dir():
+            raise ValueError(f"checkpoint_dir {os.fspath(checkpoint_dir)!r} is not a folder")
 
 
 class TrainingOutOfMemoryError(torch.OutOfMemoryError):
@@ -63,7 +101,11 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def _n_targets(loss: str, target: torch.Tensor) -> int:
+def _n_targets(loss: str | Callable[..., torch.Tensor], target) -> int:
+    """How many targets a batch's summed validation loss is divided by."""
+    if callable(loss):
+        counter = getattr(loss, "n_targets", None)
+        return int(counter(target)) if counter is not None else int(target.numel())
     return int(torch.isfinite(target).sum()) if loss == "masked_mse" else target.numel()
 
 
@@ -84,10 +126,24 @@ class TrainingOptions:
     log_dir: str | None = None
     extra_callbacks: list = field(default_factory=list)
     #: a key of :data:`LOSSES`: "mse" (forecasting, regression), "cross_entropy" (class indices),
-    #: "masked_mse" (targets with NaN padding)
-    loss: str = "mse"
+    #: "masked_mse" (targets with NaN padding); or a callable ``fn(prediction, target,
+    #: reduction="mean"|"sum")``, optionally with an ``n_targets(target)`` attribute that counts
+    #: the targets a summed validation loss is divided by (default: ``target.numel()``)
+    loss: str | Callable[..., torch.Tensor] = "mse"
     #: how the loaders batch items; ``None`` is PyTorch's default (batches are ``(*inputs, y)``)
     collate_fn: Callable | None = None
+    #: what a NaN or infinite training loss (or gradient) does: "raise" stops training with
+    #: :class:`TrainingDivergedError`; "skip" leaves that batch's optimiser step out, warns (a
+    #: ``RuntimeWarning`` naming the epoch and step) and counts it in the history's
+    #: ``skipped_steps``
+    on_nonfinite_loss: str = "raise"
+    #: a folder: a checkpoint is written there at the end of every epoch and a later run with the
+    #: same fingerprint resumes from it (see :func:`train_model`); ``None`` writes nothing
+    checkpoint_dir: str | os.PathLike | None = None
+    #: what the run depends on beyond these options and the model's architecture (the
+    #: estimator's parameters, a digest of the data): a checkpoint is resumed only by a run
+    #: with the same tag; JSON-able
+    checkpoint_tag: dict = field(default_factory=dict)
 
 
 class ForecastingSystem(pl.LightningModule):
@@ -102,9 +158,18 @@ class ForecastingSystem(pl.LightningModule):
         self.steps_per_epoch = max(steps_per_epoch, 1)
         self.history: list[dict] = []
         self._epoch_losses: list[float] = []
-        if options.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {options.loss!r}")
-        self.loss_fn = LOSSES[options.loss]
+        self._epoch_skipped = 0
+        self._skip_step = False
+        self._step_idx = 0
+        check_training_settings(options.on_nonfinite_loss, options.checkpoint_dir)
+        if callable(options.loss):
+            self.loss_fn = options.loss
+        elif options.loss in LOSSES:
+            self.loss_fn = LOSSES[options.loss]
+        else:
+            raise ValueError(
+                f"loss must be one of {sorted(LOSSES)} or a callable, got {options.loss!r}"
+            )
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(*inputs)
@@ -113,17 +178,64 @@ class ForecastingSystem(pl.LightningModule):
         *inputs, y = batch
         return self.loss_fn(self.model(*inputs), y)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, "
-                f"step {batch_idx}; "
-                "lower learning_rate or check the input for extreme values"
+    def _any_rank(self, flag: bool) -> bool:
+        """``flag`` or'ed over the DDP ranks, so that every rank takes the same decision."""
+        if self.trainer.world_size > 1:
+            total = self.trainer.strategy.reduce(
+                torch.tensor(float(flag), device=self.device), reduce_op="sum"
             )
+            return bool(total > 0)
+        return flag
+
+    def _nonfinite(self, what: str, value: torch.Tensor) -> None:
+        """Raise, or warn and count a skipped step, as ``options.on_nonfinite_loss`` says."""
+        where = f"at epoch {self.current_epoch}, step {self._step_idx}"
+        if self.options.on_nonfinite_loss == "skip":
+            self._epoch_skipped += 1
+            warnings.warn(
+                f"training {what} became {value.item()} {where}; the step was skipped "
+                "(on_nonfinite_loss='skip')",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        raise TrainingDivergedError(
+            f"training {what} became {value.item()} {where}; "
+            "lower learning_rate or check the input for extreme values "
+            "(or pass on_nonfinite_loss='skip' to skip such steps)"
+        )
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        self._step_idx = batch_idx
+        self._skip_step = False
+        loss = self._loss(batch)
+        if self._any_rank(not bool(torch.isfinite(loss))):
+            # (under DDP another rank's loss may be the non-finite one)
+            self._nonfinite("loss", loss if not torch.isfinite(loss) else loss.new_tensor(math.nan))
+            # Skipped: a zero loss that reaches every weight without touching the batch (so its
+            # backward pass is finite and, under DDP, every rank joins the same all-reduce); the
+            # gradients are then dropped before the optimiser step (on_before_optimizer_step).
+            self._skip_step = True
+            weights = [p for p in self.parameters() if p.requires_grad]
+            return sum((p.sum() * 0.0 for p in weights), loss.new_zeros(()))
         self._epoch_losses.append(loss.detach().item())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Called after backward, before gradient clipping and the step. Under DDP the gradients
+        # are already averaged, so every rank sees the same norm.
+        params = [p for p in self.parameters() if p.grad is not None]
+        if not self._skip_step and params:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            if not bool(torch.isfinite(norm)):
+                self._nonfinite("gradient norm", norm)
+                self._skip_step = True
+        if self._skip_step:
+            # AdamW leaves parameters without a gradient untouched (no decay, no moment update):
+            # the step is skipped entirely. The learning-rate schedule moves on.
+            for p in params:
+                p.grad = None
 
     def validation_step(self, batch, batch_idx: int) -> None:
         *inputs, y = batch
@@ -168,7 +280,15 @@ class ForecastingSystem(pl.LightningModule):
         entry = {"epoch": self.current_epoch, "train_loss": train_loss, "train_seconds": seconds}
         if hasattr(self, "_last_val"):
             entry["val_loss"] = self._last_val
+        entry["skipped_steps"] = self._epoch_skipped
+        self._epoch_skipped = 0
         self.history.append(entry)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rwkv_ts_history"] = [dict(entry) for entry in self.history]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = [dict(entry) for entry in checkpoint.get("rwkv_ts_history", [])]
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -217,6 +337,66 @@ class BestWeights(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
             pl_module.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best_score = float(state_dict["best_score"])
+        self.best_epoch = state_dict["best_epoch"]
+        self.best_state = state_dict["best_state"]
+
+
+class _RandomState(Callback):
+    """Carries the random state that decides the rest of a training through a checkpoint: the
+    shuffling generator, the global torch generator (dropout; CUDA's too when in use) and
+    whether early stopping has already ended the run."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+        self._trainer: pl.Trainer | None = None
+        self._stop_on_start = False
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict:
+        state = {
+            "generator": self.generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "should_stop": bool(self._trainer is not None and self._trainer.should_stop),
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = list(torch.cuda.get_rng_state_all())
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.generator.set_state(state_dict["generator"])
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        self._stop_on_start = bool(state_dict["should_stop"])
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The checkpoint was written after early stopping had decided to stop: stop again
+        # before another epoch starts.
+        if self._stop_on_start:
+            trainer.should_stop = True
+
+
+class _EpochCheckpoint(Checkpoint):
+    """Write the training state to one file at the end of every epoch (after every other
+    callback and the module have updated theirs), replacing the previous one atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
 
 
 _EXTRA_CALLBACKS: ContextVar[tuple] = ContextVar("rwkv_ts_training_callbacks", default=())
@@ -285,6 +465,69 @@ class TrainingResult:
     n_epochs: int
 
 
+def _fingerprint(
+    model: nn.Module, train_data: Dataset, val_data: Dataset | None, options: TrainingOptions
+) -> dict:
+    """What decides a training's result: the options that matter, the model's architecture
+    (parameter names, shapes, dtypes), the dataset sizes and the caller's tag."""
+    from rwkv_ts._checkpoint import data_digest
+
+    loss = options.loss
+    loss_name = loss if isinstance(loss, str) else getattr(loss, "__qualname__", repr(loss))
+    architecture = [
+        type(model).__qualname__,
+        [[name, list(t.shape), str(t.dtype)] for name, t in model.state_dict().items()],
+    ]
+    fingerprint = {
+        "max_epochs": options.max_epochs,
+        "batch_size": options.batch_size,
+        "learning_rate": options.learning_rate,
+        "weight_decay": options.weight_decay,
+        "patience": options.patience,
+        "gradient_clip": options.gradient_clip,
+        "random_state": options.random_state,
+        "loss": loss_name,
+        "on_nonfinite_loss": options.on_nonfinite_loss,
+        "accelerator": str(options.accelerator),
+        "devices": repr(options.devices),
+        "n_train": len(train_data),
+        "n_val": 0 if val_data is None else len(val_data),
+        "model": data_digest(architecture),
+        **options.checkpoint_tag,
+    }
+    # as it reads back from the file's JSON (numpy scalars as numbers, tuples as lists)
+    return json.loads(json.dumps(fingerprint, default=lambda v: getattr(v, "item", v.__repr__)()))
+
+
+def _resumable_checkpoint(path: Path, fingerprint: dict) -> dict | None:
+    """The checkpoint state at ``path`` if this run may resume from it; else ``None``, with a
+    :class:`CheckpointWarning` saying why when a file is there."""
+    from rwkv_ts._checkpoint import CheckpointFileError, describe_differences, read_checkpoint
+
+    if not path.exists():
+        return None
+    try:
+        saved, state = read_checkpoint(path)
+    except CheckpointFileError as exc:
+        warnings.warn(
+            f"not resuming from {path}: {exc}; training starts from the beginning and "
+            "overwrites it",
+            CheckpointWarning,
+            stacklevel=3,
+        )
+        return None
+    if saved != fingerprint:
+        warnings.warn(
+            f"not resuming from {path}: it was written by another training run (differs in "
+            f"{describe_differences(saved, fingerprint)}); training starts from the beginning "
+            "and overwrites it",
+            CheckpointWarning,
+            stacklevel=3,
+        )
+        return None
+    return state
+
+
 def train_model(
     model: nn.Module,
     train_data: Dataset,
@@ -294,8 +537,19 @@ def train_model(
     """Fit ``model`` in place on ``train_data`` with early stopping on ``val_data``.
 
     Shuffling uses a generator seeded from ``options.random_state``; no files are written unless
-    ``options.log_dir`` is set (then CSV logs go there).
+    ``options.log_dir`` is set (then CSV logs go there) or ``options.checkpoint_dir`` is.
+
+    With ``checkpoint_dir``, the whole training state is saved to
+    ``<checkpoint_dir>/training_checkpoint.safetensors`` at the end of every epoch (weights,
+    optimiser and schedule, loop counters, early stopping, the best weights so far, the history,
+    the shuffling and dropout generators), replacing the previous one atomically. A run whose
+    fingerprint (options, architecture, ``checkpoint_tag``) matches the file's resumes from the
+    end of that epoch and gives the same result as an uninterrupted run (bit for bit on the CPU
+    with a fixed ``random_state``); a kill mid-epoch loses that epoch's progress only. A file of
+    another run, or one that fails its checks, is not used: a :class:`CheckpointWarning` says
+    why, and training starts from the beginning. The file is deleted when training completes.
     """
+    check_training_settings(options.on_nonfinite_loss, options.checkpoint_dir)
     generator = torch.Generator()
     if options.random_state is not None:
         generator.manual_seed(options.random_state)
@@ -328,6 +582,20 @@ def train_model(
             EarlyStopping(monitor="val_loss", patience=options.patience, mode="min"),
             best,
         ]
+    plugins: list = []
+    ckpt_path = None
+    if options.checkpoint_dir is not None:
+        from rwkv_ts._checkpoint import CHECKPOINT_NAME, SafeCheckpointIO
+
+        ckpt_file = Path(options.checkpoint_dir) / CHECKPOINT_NAME
+        fingerprint = _fingerprint(model, train_data, val_data, options)
+        state = _resumable_checkpoint(ckpt_file, fingerprint)
+        preloaded = {}
+        if state is not None:
+            ckpt_path = str(ckpt_file)
+            preloaded[ckpt_path] = state
+        plugins.append(SafeCheckpointIO(fingerprint, preloaded))
+        callbacks += [_RandomState(generator), _EpochCheckpoint(ckpt_file)]
     logger = False
     if options.log_dir is not None:
         from lightning.pytorch.loggers import CSVLogger
@@ -339,7 +607,8 @@ def train_model(
             accelerator=options.accelerator,
             devices=options.devices,
             logger=logger,
-            enable_checkpointing=False,
+            enable_checkpointing=options.checkpoint_dir is not None,
+            plugins=plugins or None,
             enable_progress_bar=options.verbose,
             enable_model_summary=options.verbose,
             callbacks=callbacks,
@@ -348,7 +617,12 @@ def train_model(
             default_root_dir=options.log_dir,
         )
         try:
-            trainer.fit(system, train_dataloaders=train_loader, val_dataloaders=val_loader)
+            trainer.fit(
+                system,
+                train_dataloaders=train_loader,
+                val_dataloaders=val_loader,
+                ckpt_path=ckpt_path,
+            )
         except torch.OutOfMemoryError as exc:
             if isinstance(exc, TrainingOutOfMemoryError):
                 raise
@@ -357,6 +631,9 @@ def train_model(
                 torch.cuda.empty_cache()
             raise TrainingOutOfMemoryError(_out_of_memory_message(exc, options)) from exc
     model.to("cpu")
+    if options.checkpoint_dir is not None and trainer.is_global_zero:
+        # Training is complete: the checkpoint has served (a later fit starts afresh).
+        (Path(options.checkpoint_dir) / CHECKPOINT_NAME).unlink(missing_ok=True)
     return TrainingResult(
         history=system.history,
         best_epoch=None if best is None else best.best_epoch,

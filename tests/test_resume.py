@@ -1,0 +1,360 @@
+"""Training faults, part two: a killed ``fit`` resumes from its checkpoint to the same model as an
+uninterrupted one (in-process crashes at every stage, and a real SIGKILL with the resume in a fresh
+process); checkpoints of another run or damaged ones are not resumed; non-finite losses and
+gradients are skipped on request. ``docs/guides/reliability.md`` lists these guarantees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from sklearn.base import clone
+
+from rwkv_ts import RWKVClassifier, RWKVForecaster, RWKVRegressor
+from rwkv_ts._checkpoint import CHECKPOINT_NAME, read_checkpoint
+from rwkv_ts.training import (
+    LOSSES,
+    CheckpointWarning,
+    TrainingDivergedError,
+    training_callbacks,
+)
+
+# A high learning rate on a noisy series: the validation loss turns up after a few epochs, so
+# early stopping ends the run and the best weights come from an earlier epoch — every piece of
+# state (dropout, shuffling, early stopping, best weights, schedule) decides the result.
+FC = dict(
+    horizon=4,
+    lookback=16,
+    patch_len=4,
+    stride=4,
+    d_model=8,
+    head_size=4,
+    n_layers=1,
+    shift_distances=(1,),
+    tcn_dilations=(),
+    max_epochs=8,
+    batch_size=16,
+    learning_rate=3e-2,
+    patience=2,
+    dropout=0.3,
+    verbose=False,
+    random_state=0,
+    accelerator="cpu",
+)
+SEQ = dict(
+    patch_len=4,
+    stride=2,
+    d_model=8,
+    n_layers=1,
+    head_size=4,
+    shift_distances=(1,),
+    tcn_dilations=(),
+    max_epochs=6,
+    batch_size=8,
+    learning_rate=2e-2,
+    patience=2,
+    dropout=0.3,
+    val_fraction=0.25,
+    random_state=0,
+    accelerator="cpu",
+)
+
+
+def _series() -> np.ndarray:
+    return np.sin(np.arange(240) / 7.0) + 0.3 * np.random.default_rng(0).normal(size=240)
+
+
+def _instances() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    t = np.linspace(0, 6, 24)
+    X = np.stack([np.sin(t * (1 + k % 2)) + 0.3 * rng.normal(size=24) for k in range(48)])
+    return X[:, None, :], np.array(["slow", "fast"] * 24)
+
+
+class Crashed(Exception):
+    """Stands for the process dying (Lightning turns a KeyboardInterrupt into an exit)."""
+
+
+class CrashAt(Callback):
+    """Raise in epoch ``epoch`` after batch ``batch`` (mid-epoch), or at the end of training."""
+
+    def __init__(self, epoch: int | None, batch: int = 1) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise Crashed
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.epoch is None:  # after the last checkpoint, before the best weights return
+            raise Crashed
+
+
+def _crash(fit, crash: CrashAt) -> None:
+    """Run ``fit()`` until ``crash`` stops it."""
+    with training_callbacks(crash), pytest.raises(Crashed):
+        fit()
+
+
+def _history(est) -> list[dict]:
+    return [{k: v for k, v in h.items() if k != "train_seconds"} for h in est.history_]
+
+
+def _assert_same_fit(resumed, reference) -> None:
+    assert resumed.n_epochs_ == reference.n_epochs_
+    assert resumed.best_epoch_ == reference.best_epoch_
+    assert _history(resumed) == _history(reference)
+    for a, b in zip(
+        resumed.model_.state_dict().values(), reference.model_.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def forecaster_reference():
+    est = RWKVForecaster(**FC).fit(_series())
+    # the scenario exercises early stopping and the best-weights restore
+    assert est.n_epochs_ < FC["max_epochs"] and est.best_epoch_ < est.n_epochs_ - 1
+    return est
+
+
+@pytest.mark.parametrize("crash_epoch", [0, 2, None], ids=["epoch0", "mid-epoch2", "at-end"])
+def test_forecaster_resumes_to_the_uninterrupted_result(
+    tmp_path, forecaster_reference, crash_epoch
+):
+    y = _series()
+    _crash(lambda: RWKVForecaster(**FC, checkpoint_dir=tmp_path).fit(y), CrashAt(crash_epoch))
+    if crash_epoch == 0:  # no epoch completed: nothing to resume, the run starts afresh
+        assert not (tmp_path / CHECKPOINT_NAME).exists()
+    else:
+        _, state = read_checkpoint(tmp_path / CHECKPOINT_NAME)
+        # the checkpoint of the last complete epoch (at the end: the early-stopped one)
+        last = forecaster_reference.n_epochs_ - 1
+        assert state["epoch"] == (last if crash_epoch is None else crash_epoch - 1)
+    torch.rand(5)  # the global generator moved on: the checkpoint must restore it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)
+        resumed = RWKVForecaster(**FC, checkpoint_dir=tmp_path).fit(y)
+    np.testing.assert_array_equal(resumed.predict(), forecaster_reference.predict())
+    _assert_same_fit(resumed, forecaster_reference)
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # deleted once fit completes
+
+
+def test_classifier_and_regressor_resume_to_the_uninterrupted_result(tmp_path):
+    X, labels = _instances()
+    targets = X[:, 0, -3:].mean(axis=1)
+    cases = [
+        (RWKVClassifier, labels, "predict_proba"),
+        (RWKVRegressor, targets, "predict"),
+    ]
+    for cls, y, method in cases:
+        folder = tmp_path / cls.__name__
+        reference = cls(**SEQ).fit(X, y)
+        assert reference.n_val_instances_ > 0
+        _crash(lambda c=cls, f=folder, y=y: c(**SEQ, checkpoint_dir=f).fit(X, y), CrashAt(2))
+        resumed = cls(**SEQ, checkpoint_dir=folder).fit(X, y)
+        np.testing.assert_array_equal(getattr(resumed, method)(X), getattr(reference, method)(X))
+        _assert_same_fit(resumed, reference)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from lightning.pytorch.callbacks import Callback
+    from rwkv_ts import RWKVForecaster
+    from rwkv_ts.training import training_callbacks
+
+    kwargs, marker = eval(sys.argv[1]), sys.argv[2]
+
+    class WaitForKill(Callback):
+        # mid-epoch 2: epochs 0 and 1 are checkpointed, this one is not
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == 2 and batch_idx == 1:
+                open(marker, "w").close()
+                time.sleep(120)
+
+    y = np.sin(np.arange(240) / 7.0) + 0.3 * np.random.default_rng(0).normal(size=240)
+    with training_callbacks(WaitForKill()):
+        RWKVForecaster(**kwargs).fit(y)
+    """
+)
+
+
+def test_sigkilled_fit_resumes_in_another_process(tmp_path, forecaster_reference):
+    script, marker, folder = tmp_path / "fit.py", tmp_path / "marker", tmp_path / "ckpt"
+    script.write_text(_CHILD)
+    kwargs = repr({**FC, "checkpoint_dir": str(folder)})
+    child = subprocess.Popen(
+        [sys.executable, str(script), kwargs, str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, child.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the child never reached epoch 2"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    _, state = read_checkpoint(folder / CHECKPOINT_NAME)
+    assert state["epoch"] == 1
+    # This process did not write the checkpoint and has run other fits (global generator
+    # consumed): the checkpoint alone must carry the state.
+    torch.rand(3)
+    resumed = RWKVForecaster(**FC, checkpoint_dir=str(folder)).fit(_series())
+    np.testing.assert_array_equal(resumed.predict(), forecaster_reference.predict())
+    _assert_same_fit(resumed, forecaster_reference)
+    assert not (folder / CHECKPOINT_NAME).exists()
+
+
+# ---------------------------------------------------------------------- checkpoints not resumed
+
+
+def _leave_checkpoint(folder, **params) -> None:
+    est = RWKVForecaster(**{**FC, **params}, checkpoint_dir=folder)
+    _crash(lambda: est.fit(_series()), CrashAt(2))
+
+
+def test_checkpoint_of_other_parameters_or_data_is_not_resumed(tmp_path, forecaster_reference):
+    _leave_checkpoint(tmp_path, learning_rate=1e-2)
+    with pytest.warns(CheckpointWarning, match=r"parameter learning_rate \(0\.01 -> 0\.03\)"):
+        est = RWKVForecaster(**FC, checkpoint_dir=tmp_path).fit(_series())
+    # started from the beginning: the result of a fit without a checkpoint
+    np.testing.assert_array_equal(est.predict(), forecaster_reference.predict())
+    _assert_same_fit(est, forecaster_reference)
+
+    _leave_checkpoint(tmp_path)
+    with pytest.warns(CheckpointWarning, match="the training data"):
+        RWKVForecaster(**FC, checkpoint_dir=tmp_path).fit(_series()[::-1].copy())
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "pickle"])
+def test_damaged_checkpoint_is_not_resumed(tmp_path, forecaster_reference, damage):
+    import pickle
+
+    _leave_checkpoint(tmp_path)
+    path = tmp_path / CHECKPOINT_NAME
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-20] ^= 0xFF
+        expected = "checksum"
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+        expected = "truncated"
+    else:
+        data = bytearray(pickle.dumps({"state_dict": {}}))
+        expected = "never unpickles"
+    path.write_bytes(bytes(data))
+    with pytest.warns(CheckpointWarning, match=expected):
+        est = RWKVForecaster(**FC, checkpoint_dir=tmp_path).fit(_series())
+    np.testing.assert_array_equal(est.predict(), forecaster_reference.predict())
+
+
+# ---------------------------------------------------------------------- non-finite losses
+
+
+class _InfGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def _poison(monkeypatch, at_call: int, kind: str) -> None:
+    calls = {"n": 0}
+    mse = LOSSES["mse"]
+
+    def poisoned(pred, target, reduction="mean"):
+        if reduction == "mean":  # training steps; validation sums
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                if kind == "loss":
+                    return mse(pred, target) * float("nan")
+                return mse(_InfGrad.apply(pred), target)
+        return mse(pred, target, reduction=reduction)
+
+    monkeypatch.setitem(LOSSES, "mse", poisoned)
+
+
+class _Watch(Callback):
+    """Snapshot the weights and optimiser step counts around one training step."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.before, self.after = step, None, None
+
+    def _snapshot(self, pl_module, trainer):
+        weights = [p.detach().clone() for p in pl_module.parameters()]
+        state = trainer.optimizers[0].state
+        steps = [float(s["step"]) for s in state.values()] if state else []
+        return weights, steps
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and batch_idx == self.step:
+            self.before = self._snapshot(pl_module, trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and batch_idx == self.step:
+            self.after = self._snapshot(pl_module, trainer)
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_nonfinite_step_is_skipped_on_request(monkeypatch, kind):
+    _poison(monkeypatch, at_call=3, kind=kind)
+    watch = _Watch(step=2)
+    what = "loss became nan" if kind == "loss" else "gradient norm became (nan|inf)"
+    with training_callbacks(watch), pytest.warns(RuntimeWarning, match=what) as record:
+        est = RWKVForecaster(**{**FC, "max_epochs": 2}, on_nonfinite_loss="skip").fit(_series())
+    messages = [str(w.message) for w in record if "skipped" in str(w.message)]
+    assert len(messages) == 1 and "at epoch 0, step 2" in messages[0]
+    assert [h["skipped_steps"] for h in est.history_] == [1, 0]
+    assert all(torch.isfinite(p).all() for p in est.model_.parameters())
+    # a true skip: no weight moved, no AdamW step counted (no decay, no moment update)
+    for a, b in zip(watch.before[0], watch.after[0], strict=True):
+        assert torch.equal(a, b)
+    assert watch.before[1] == watch.after[1]
+    assert np.isfinite(np.asarray(est.predict())).all()
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_nonfinite_step_raises_by_default(monkeypatch, kind):
+    _poison(monkeypatch, at_call=3, kind=kind)
+    what = "loss" if kind == "loss" else "gradient norm"
+    with pytest.raises(TrainingDivergedError, match=rf"{what} became \w+ at epoch 0, step 2"):
+        RWKVForecaster(**{**FC, "max_epochs": 2}).fit(_series())
+
+
+def test_fault_settings_are_validated_and_kept_as_given(tmp_path):
+    X, y = _instances()
+    cases = [
+        (RWKVForecaster, (_series(),)),
+        (RWKVClassifier, (X, y)),
+        (RWKVRegressor, (X, X[:, 0, -1])),
+    ]
+    for cls, args in cases:
+        est = cls(on_nonfinite_loss="ignore")
+        with pytest.raises(ValueError, match="on_nonfinite_loss must be one of"):
+            est.fit(*args)
+        with pytest.raises(TypeError, match="checkpoint_dir"):
+            cls(checkpoint_dir=3).fit(*args)
+        params = cls(on_nonfinite_loss="skip", checkpoint_dir=str(tmp_path)).get_params()
+        assert params["on_nonfinite_loss"] == "skip" and params["checkpoint_dir"] == str(tmp_path)
+        assert clone(cls(checkpoint_dir=str(tmp_path))).checkpoint_dir == str(tmp_path)
+        assert cls().get_params()["on_nonfinite_loss"] == "raise"
+        assert cls().get_params()["checkpoint_dir"] is None
