@@ -27,6 +27,12 @@ from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
 FORMAT = "rwkv-ts/forecaster"
 #: format tag of the sequence estimators (RWKVClassifier, RWKVRegressor); same versioning
 SEQUENCE_FORMAT = "rwkv-ts/sequence"
+#: other estimators' format tags -> "module:function" loading (header, tensors, path); same
+#: versioning (add a line per estimator)
+OTHER_FORMATS: dict[str, str] = {
+    "rwkv-ts/vad": "rwkv_ts.audio.vad:_load_detector",
+    "rwkv-ts/asr": "rwkv_ts.audio.asr:_load_recognizer",
+}
 #: version 2 adds the checksum (required from then on); version 1 files still load
 FORMAT_VERSION = 2
 
@@ -44,6 +50,8 @@ def _json_params(params: dict) -> dict:
             value = int(value)
         if isinstance(value, np.floating):
             value = float(value)
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
         out[key] = value
     try:
         json.dumps(out)
@@ -97,7 +105,7 @@ def _read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     # Everything is checked on the bytes (pickle, sizes, truncation, checksum) before a tensor or
     # an estimator is built from them.
     _, metadata = check_bytes(data, str(path), ModelFileError)
-    if metadata.get("format") not in (FORMAT, SEQUENCE_FORMAT):
+    if metadata.get("format") not in (FORMAT, SEQUENCE_FORMAT, *OTHER_FORMATS):
         raise ModelFileError(
             f"{path} is a safetensors file but not an rwkv-ts model "
             f"(format {metadata.get('format')!r})"
@@ -178,6 +186,11 @@ def load(path: str | os.PathLike) -> Any:
 
     path = Path(path)
     header, tensors = _read(path)
+    if header.get("format") in OTHER_FORMATS:
+        import importlib
+
+        module, name = OTHER_FORMATS[header["format"]].split(":")
+        return getattr(importlib.import_module(module), name)(header, tensors, path)
     if header.get("estimator") in ("RWKVClassifier", "RWKVRegressor"):
         return _load_sequence_estimator(header, tensors, path)
     if header.get("estimator") != "RWKVForecaster":

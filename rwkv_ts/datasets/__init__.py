@@ -6,8 +6,11 @@
 * :func:`load_csv` -- any CSV of your own, with the "custom" 0.7 / 0.1 / 0.2 split.
 * :func:`load_cmapss` -- NASA C-MAPSS turbofan run-to-failure data (remaining useful life).
 * :func:`load_classification` -- UCR (``.tsv``) and UEA (``.ts``) classification data sets.
+* :func:`load_fsdd`, :func:`load_speech_commands` -- spoken digits and speech commands (audio),
+  with :func:`make_vad_streams` (noisy voice-activity streams, :class:`VADExample`),
+  :func:`frame_labels` and :func:`make_digit_utterances` (:class:`DigitUtterance`).
 
-Every loader returns a :class:`ForecastingData`: a pandas frame (time column + float64
+Every time-series loader returns a :class:`ForecastingData`: a pandas frame (time column + float64
 channels), the target, the frequency and the train/val/test borders, with
 :meth:`ForecastingData.split` for the rows of one part including the lookback overlap.
 
@@ -21,6 +24,15 @@ True
 (1598, 2)
 """
 
+from ._audio import (
+    DigitUtterance,
+    VADExample,
+    frame_labels,
+    load_fsdd,
+    load_speech_commands,
+    make_digit_utterances,
+    make_vad_streams,
+)
 from ._base import ForecastingData
 from ._classification import list_classification_datasets, load_classification
 from ._cmapss import CMAPSSData, RULData, load_cmapss
@@ -31,8 +43,10 @@ from ._registry import list_datasets
 __all__ = [
     "CMAPSSData",
     "ChecksumError",
+    "DigitUtterance",
     "DownloadError",
     "ForecastingData",
+    "frame_labels",
     "get_data_home",
     "RULData",
     "list_classification_datasets",
@@ -42,4 +56,9 @@ __all__ = [
     "load_co2",
     "load_csv",
     "load_ett",
+    "load_fsdd",
+    "load_speech_commands",
+    "make_digit_utterances",
+    "make_vad_streams",
+    "VADExample",
 ]

@@ -1,0 +1,1007 @@
+"""``RWKVVoiceActivityDetector``: frame-level voice activity detection with a small causal RWKV
+encoder over log-mel features, offline and streaming with the same numbers.
+
+Audio is turned into log-mel frames (25 ms windows every 10 ms, :mod:`rwkv_ts.audio.features`),
+standardised per mel band with training statistics, and read by
+:class:`~rwkv_ts.nn.sequence.RWKVSequenceModel` with one token per frame (``patch_len=1``); a
+linear head gives each frame's speech logit. Training minimises the per-frame binary
+cross-entropy on random fixed-length crops of labelled streams.
+
+Every part is causal, so :meth:`RWKVVoiceActivityDetector.stream` takes raw audio in chunks of any
+size and returns the probabilities of the frames each chunk completes: concatenated, they equal
+:meth:`RWKVVoiceActivityDetector.predict_proba` of the whole recording (float32 rounding), and the
+speech segments (hysteresis, hangover and padding of :mod:`rwkv_ts.audio.segments`) are identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from rwkv_ts.audio.features import FrontendConfig, FrontendStream, LogMelFrontend
+from rwkv_ts.audio.segments import SegmenterConfig, SpeechSegmenter, segments_from_probabilities
+from rwkv_ts.datasets._audio import frame_labels
+
+__all__ = ["RWKVVoiceActivityDetector", "VADResult", "VADStream"]
+
+#: format tag of saved detectors (see :mod:`rwkv_ts.persistence`)
+VAD_FORMAT = "rwkv-ts/vad"
+#: format tag of saved stream states
+VAD_STATE_FORMAT = "rwkv-ts/vad-state"
+# frames per forward pass in predict_proba (bounds memory; the numbers barely depend on it)
+_OFFLINE_CHUNK = 4096
+# a push that completes at most this many frames runs them through the numpy frame stepper
+_STEP_MAX = 4
+
+
+# ---------------------------------------------------------------------- input checks
+def _as_audio(audio: Any, name: str) -> np.ndarray:
+    """A float32 copy of a 1-D finite signal; errors name ``name``."""
+    if hasattr(audio, "audio") and hasattr(audio, "sample_rate"):
+        audio = audio.audio
+    arr = np.asarray(audio)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (mono samples); got shape {arr.shape}")
+    out = np.array(arr, dtype=np.float32, copy=True)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return out
+
+
+# ---------------------------------------------------------------------- model pieces
+class _MaskedBCE:
+    """Per-frame binary cross-entropy with logits; NaN targets are padding."""
+
+    def __call__(
+        self, pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        mask = torch.isfinite(target)
+        loss = F.binary_cross_entropy_with_logits(pred, torch.nan_to_num(target), reduction="none")
+        total = torch.where(mask, loss, torch.zeros_like(loss)).sum()
+        return total if reduction == "sum" else total / mask.sum().clamp(min=1)
+
+    @staticmethod
+    def n_targets(target: torch.Tensor) -> int:
+        return int(torch.isfinite(target).sum())
+
+
+class _FrameLogits(nn.Module):
+    """The speech logit of every frame, (B, T), of standardised features (B, T, n_mels)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.token_outputs(x)[..., 0]
+
+
+def _zero_state(model: nn.Module) -> dict:
+    return {str(i): block.init_state(1) for i, block in enumerate(model.blocks)}
+
+
+def _scan(model: nn.Module, x: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+    """Speech probabilities (T,) of standardised frames ``x`` (T, n_mels), run from the blocks'
+    ``state``; returns the new state. With ``patch_len=1`` and ``pooling="last"`` this is
+    ``token_outputs`` continued from a state (dropout is off in eval mode)."""
+    h = model.embed.proj(x[None])
+    new = {}
+    for i, block in enumerate(model.blocks):
+        h, new[str(i)] = block.scan(h, state[str(i)])
+    logits = model.head(model.ln_out(h))[0, :, 0]
+    return torch.sigmoid(logits), new
+
+
+class _FrameStepper:
+    """One frame through the model in numpy float32: the recurrent form of :func:`_scan` without
+    torch's per-operation overhead (for small chunks, e.g. 10 ms of audio per push).
+
+    It reads the same weights and updates the same state tensors (in the layout of
+    :func:`_zero_state`), so the two can be mixed freely; the numbers agree to float32 rounding.
+    Models with a TCN branch are not supported (``supported`` is False; use :func:`_scan`).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        def a(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().astype(np.float32)
+
+        self.supported = all(block.tcn is None for block in model.blocks)
+        self.embed_w, self.embed_b = a(model.embed.proj.weight).T.copy(), a(model.embed.proj.bias)
+        self.blocks = []
+        for block in model.blocks:
+            tm, cm = block.time_mix, block.channel_mix
+            mixer = tm.shift.mixer
+            self.blocks.append(
+                {
+                    "ln1": (a(block.ln1.weight), a(block.ln1.bias), block.ln1.eps),
+                    "ln2": (a(block.ln2.weight), a(block.ln2.bias), block.ln2.eps),
+                    "distances": tm.shift.distances,
+                    "mixer": None if mixer is None else (a(mixer.weight).T.copy(), a(mixer.bias)),
+                    "maa_x": a(tm.maa_x),
+                    "maa": a(tm.maa),
+                    "maa_w1": a(tm.maa_w1),
+                    "maa_w2": a(tm.maa_w2),
+                    "decay": a(tm.time_decay),
+                    "decay_w": (a(tm.decay_w1), a(tm.decay_w2)) if tm.data_decay else None,
+                    "u": a(tm.bonus),
+                    "rkvg": np.stack(
+                        [a(tm.receptance.weight).T, a(tm.key.weight).T, a(tm.value.weight).T]
+                    ),
+                    "gate": a(tm.gate.weight).T.copy(),
+                    "out": a(tm.output.weight).T.copy(),
+                    "gn": (a(tm.ln_x.weight), a(tm.ln_x.bias), tm.ln_x.eps, tm.n_heads),
+                    "cm_maa": (a(cm.maa_k), a(cm.maa_r)),
+                    "cm_key": a(cm.key.weight).T.copy(),
+                    "cm_rec": a(cm.receptance.weight).T.copy(),
+                    "cm_val": a(cm.value.weight).T.copy(),
+                }
+            )
+        self.ln_out = (a(model.ln_out.weight), a(model.ln_out.bias), model.ln_out.eps)
+        self.head_w = a(model.head.weight)[0].copy()
+        self.head_b = float(model.head.bias.detach()[0])
+
+    @staticmethod
+    def _ln(x: np.ndarray, p) -> np.ndarray:
+        w, b, eps = p
+        # np.add.reduce: ndarray.mean's Python wrapper costs more than the sum itself here
+        c = x - np.add.reduce(x) / np.float32(x.size)
+        var = np.add.reduce(c * c) / np.float32(x.size)
+        return c / np.sqrt(var + np.float32(eps)) * w + b
+
+    def __call__(self, frame: np.ndarray, state: dict) -> float:
+        """Speech probability of one standardised frame (n_mels,); updates ``state`` in place."""
+        x = frame @ self.embed_w + self.embed_b
+        for i, blk in enumerate(self.blocks):
+            st = state[str(i)]
+            buf = st["time_mix"]["shift"]["buffer"].numpy()  # (1, max_d, D), shares memory
+            S = st["time_mix"]["wkv"].numpy()[0]  # (H, N, N)
+            last = st["channel_mix"]["last"].numpy()  # (1, D)
+            h = self._ln(x, blk["ln1"])
+            maxd = buf.shape[1]
+            if blk["mixer"] is None:
+                shifted = buf[0, maxd - blk["distances"][0]]
+            else:
+                z = h @ blk["mixer"][0] + blk["mixer"][1]
+                e = np.exp(z - z.max())
+                wts = e / e.sum()
+                shifted = sum(wts[j] * buf[0, maxd - d] for j, d in enumerate(blk["distances"]))
+            buf[0, :-1] = buf[0, 1:].copy()
+            buf[0, -1] = h
+            xx = shifted - h
+            lora = np.tanh((h + xx * blk["maa_x"]) @ blk["maa_w1"])
+            lora = lora.reshape(blk["maa"].shape[0], -1)
+            mix = np.einsum("fr,frd->fd", lora, blk["maa_w2"]) + blk["maa"]
+            xs = h + xx * mix  # (5, D): w, k, v, r, g
+            r = xs[3] @ blk["rkvg"][0]
+            k = xs[1] @ blk["rkvg"][1]
+            v = xs[2] @ blk["rkvg"][2]
+            xg = xs[4] @ blk["gate"]
+            g = xg / (1.0 + np.exp(-xg))
+            w = blk["decay"]
+            if blk["decay_w"] is not None:
+                w = w + np.tanh(xs[0] @ blk["decay_w"][0]) @ blk["decay_w"][1]
+            H, N = blk["u"].shape
+            r, k, v = r.reshape(H, N), k.reshape(H, N), v.reshape(H, N)
+            d = np.exp(-np.exp(np.minimum(w, np.float32(40.0)))).reshape(H, N)
+            y = ((r * blk["u"]) * k).sum(-1, keepdims=True) * v + np.einsum("hn,hnm->hm", r, S)
+            S *= d[:, :, None]
+            S += k[:, :, None] * v[:, None, :]
+            gw, gb, geps, _ = blk["gn"]
+            c = y - np.add.reduce(y, axis=-1, keepdims=True) / np.float32(N)
+            var = np.add.reduce(c * c, axis=-1, keepdims=True) / np.float32(N)
+            y = (c / np.sqrt(var + np.float32(geps))).reshape(-1) * gw + gb
+            x = x + (y * g) @ blk["out"]
+            h2 = self._ln(x, blk["ln2"])
+            xx = last[0] - h2
+            last[0] = h2
+            kk = np.maximum((h2 + xx * blk["cm_maa"][0]) @ blk["cm_key"], 0) ** 2
+            rr = (h2 + xx * blk["cm_maa"][1]) @ blk["cm_rec"]
+            x = x + (kk @ blk["cm_val"]) / (1.0 + np.exp(-rr))
+        logit = float(self._ln(x, self.ln_out) @ self.head_w) + self.head_b
+        return float(np.float32(1.0) / (np.float32(1.0) + np.exp(np.float32(-logit))))
+
+
+def _flatten(state: Mapping, prefix: str = "") -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _unflatten(template: Mapping, flat: Mapping[str, Any], prefix: str = "") -> dict:
+    out = {}
+    for key, value in template.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out[key] = _unflatten(value, flat, f"{name}.")
+        else:
+            if name not in flat:
+                raise ValueError(f"stream state lacks {name!r}")
+            got = torch.as_tensor(np.asarray(flat[name]))
+            if tuple(got.shape) != tuple(value.shape):
+                raise ValueError(
+                    f"stream state {name!r} has shape {tuple(got.shape)}, the model needs "
+                    f"{tuple(value.shape)}"
+                )
+            out[key] = got.to(value.dtype).clone()
+    return out
+
+
+# ---------------------------------------------------------------------- training data
+class _CropDataset(Dataset):
+    """Random fixed-length crops of the training streams, drawn afresh on every access (so every
+    epoch sees new crops); streams shorter than a crop are padded (NaN targets)."""
+
+    def __init__(
+        self, feats: list[np.ndarray], targets: list[np.ndarray], crop: int, n_items: int, seed
+    ):
+        self.feats = feats
+        self.targets = targets
+        self.crop = crop
+        self.n_items = n_items
+        self.rng = np.random.default_rng(seed)
+        self.n_mels = feats[0].shape[1]
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def __getitem__(self, i: int):
+        k = i % len(self.feats)
+        f, y = self.feats[k], self.targets[k]
+        x = np.zeros((self.crop, self.n_mels), dtype=np.float32)
+        t = np.full(self.crop, np.nan, dtype=np.float32)
+        if len(f) <= self.crop:
+            x[: len(f)], t[: len(f)] = f, y
+        else:
+            start = int(self.rng.integers(0, len(f) - self.crop + 1))
+            x[:], t[:] = f[start : start + self.crop], y[start : start + self.crop]
+        return torch.from_numpy(x), torch.from_numpy(t)
+
+
+class _WholeDataset(Dataset):
+    """Whole streams, right-padded to the longest (NaN targets)."""
+
+    def __init__(self, feats: list[np.ndarray], targets: list[np.ndarray]):
+        length = max(len(f) for f in feats)
+        n_mels = feats[0].shape[1]
+        self.x = torch.zeros(len(feats), length, n_mels)
+        self.y = torch.full((len(feats), length), float("nan"))
+        for i, (f, t) in enumerate(zip(feats, targets, strict=True)):
+            self.x[i, : len(f)] = torch.from_numpy(f)
+            self.y[i, : len(t)] = torch.from_numpy(t)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+
+# ---------------------------------------------------------------------- the estimator
+class RWKVVoiceActivityDetector(BaseEstimator):
+    """Voice activity detection: a speech probability for every 10-ms frame of audio, and speech
+    segments, offline or streaming.
+
+    Parameters
+    ----------
+    sample_rate : int, default 16000
+        Sample rate of the audio it is trained on and applied to.
+    n_mels, frame_ms, hop_ms : front-end settings, default 40, 25.0, 10.0
+        Log-mel bands, window length and hop (one frame, one model token, per hop).
+    d_model, n_layers, head_size : int, default 32, 2, 16
+        Width, number of RWKV blocks and WKV head size.
+    ffn_mult : float, default 2.0
+    shift_distances : tuple of int, default (1, 2, 4)
+        Frame distances of the multi-scale token shift.
+    tcn_dilations : tuple of int, default ()
+        Dilations of the causal TCN branch; off by default (cheaper streaming).
+    decay : {"data", "static"}, default "data"
+    lora_rank : int, default 8
+        Rank of the data-dependent mixing and decay projections.
+    dropout : float, default 0.1
+    crop_s : float, default 3.0
+        Length of the random training crops in seconds.
+    crops_per_epoch : float, default 2.0
+        Crops drawn per epoch, as a multiple of the training audio's length over ``crop_s``.
+    max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
+        AdamW, warm-up and cosine decay; early stopping on the validation loss (best weights).
+    val_fraction : float, default 0.1
+        Share of the training streams held out for early stopping when ``fit`` gets no
+        ``validation``; 0 trains ``max_epochs`` epochs.
+    onset, offset : float, default 0.5, 0.35
+        Speech starts at a probability >= ``onset`` and continues while >= ``offset``;
+        :meth:`predict` thresholds at ``onset``.
+    min_speech_ms, min_silence_ms, speech_pad_ms : float, default 100, 100, 30
+        Shortest segment kept, silence needed to end a segment (hangover), and padding added to
+        both ends of a segment.
+    random_state : int or None, default None
+    accelerator, devices : Lightning settings, default "auto"
+    verbose : bool, default False
+        Show a progress bar while training.
+    log_dir : str or None, default None
+
+    Attributes
+    ----------
+    model_ : RWKVSequenceModel
+    config_ : SequenceConfig
+    frontend_config_ : FrontendConfig
+    scale_mean_, scale_std_ : ndarray of shape (n_mels,)
+        Per-band standardisation fitted on the training frames.
+    history_ : list of dict
+    best_epoch_, n_epochs_ : int or None
+    n_train_streams_, n_val_streams_ : int
+    n_parameters_ : int
+        Model parameters.
+    state_size_ : int
+        Floats in the model's recurrent state of one stream.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> sr = 16000
+    >>> def example(seed):
+    ...     r = np.random.default_rng(seed)
+    ...     audio = 0.01 * r.normal(size=2 * sr)
+    ...     speech = np.zeros(2 * sr, dtype=bool)
+    ...     speech[8000:20000] = True
+    ...     t = np.arange(12000) / sr
+    ...     audio[8000:20000] += 0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t)
+    ...     return audio.astype(np.float32), speech
+    >>> audios, labels = zip(*[example(s) for s in range(4)])
+    >>> vad = RWKVVoiceActivityDetector(d_model=16, head_size=8, n_layers=1, max_epochs=2,
+    ...                                 crop_s=1.0, val_fraction=0, random_state=0)
+    >>> vad = vad.fit(list(audios), list(labels))
+    >>> proba = vad.predict_proba(audios[0])
+    >>> proba.shape
+    (198,)
+    >>> stream = vad.stream()
+    >>> parts = [stream.push(audios[0][i : i + 512]).probabilities for i in range(0, 2 * sr, 512)]
+    >>> bool(np.allclose(np.concatenate(parts), proba, atol=1e-5))
+    True
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mels: int = 40,
+        frame_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        d_model: int = 32,
+        n_layers: int = 2,
+        head_size: int = 16,
+        ffn_mult: float = 2.0,
+        shift_distances: tuple[int, ...] = (1, 2, 4),
+        tcn_dilations: tuple[int, ...] = (),
+        decay: str = "data",
+        lora_rank: int = 8,
+        dropout: float = 0.1,
+        crop_s: float = 3.0,
+        crops_per_epoch: float = 2.0,
+        max_epochs: int = 30,
+        batch_size: int = 32,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-2,
+        patience: int = 5,
+        val_fraction: float = 0.1,
+        onset: float = 0.5,
+        offset: float = 0.35,
+        min_speech_ms: float = 100.0,
+        min_silence_ms: float = 100.0,
+        speech_pad_ms: float = 30.0,
+        random_state: int | None = None,
+        accelerator: str = "auto",
+        devices: int | str = "auto",
+        verbose: bool = False,
+        log_dir: str | None = None,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.n_mels = n_mels
+        self.frame_ms = frame_ms
+        self.hop_ms = hop_ms
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.head_size = head_size
+        self.ffn_mult = ffn_mult
+        self.shift_distances = shift_distances
+        self.tcn_dilations = tcn_dilations
+        self.decay = decay
+        self.lora_rank = lora_rank
+        self.dropout = dropout
+        self.crop_s = crop_s
+        self.crops_per_epoch = crops_per_epoch
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.onset = onset
+        self.offset = offset
+        self.min_speech_ms = min_speech_ms
+        self.min_silence_ms = min_silence_ms
+        self.speech_pad_ms = speech_pad_ms
+        self.random_state = random_state
+        self.accelerator = accelerator
+        self.devices = devices
+        self.verbose = verbose
+        self.log_dir = log_dir
+
+    # ------------------------------------------------------------------ configuration
+    def _frontend_config(self) -> FrontendConfig:
+        return FrontendConfig(
+            sample_rate=self.sample_rate,
+            frame_ms=self.frame_ms,
+            hop_ms=self.hop_ms,
+            n_mels=self.n_mels,
+        ).validate()
+
+    def _segmenter_config(self) -> SegmenterConfig:
+        cfg = getattr(self, "frontend_config_", None) or self._frontend_config()
+        return SegmenterConfig(
+            sample_rate=cfg.sample_rate,
+            hop=cfg.hop,
+            first=max(cfg.frame_len - cfg.hop, 0),
+            onset=float(self.onset),
+            offset=float(self.offset),
+            min_speech_ms=float(self.min_speech_ms),
+            min_silence_ms=float(self.min_silence_ms),
+            speech_pad_ms=float(self.speech_pad_ms),
+        )
+
+    def _check_params(self) -> None:
+        for name in ("max_epochs", "batch_size", "patience", "d_model", "n_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not (self.crop_s > 0 and self.crops_per_epoch > 0):
+            raise ValueError(
+                f"crop_s and crops_per_epoch must be > 0, got {self.crop_s!r}, "
+                f"{self.crops_per_epoch!r}"
+            )
+        self._segmenter_config()  # checks the thresholds and durations
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(audios, labels) first"
+            )
+
+    # ------------------------------------------------------------------ data
+    def _examples(
+        self, audios: Any, labels: Any, what: str
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Checked float32 signals and frame targets of ``audios`` / ``labels``."""
+        if isinstance(audios, np.ndarray) and audios.ndim == 1:
+            raise ValueError(f"{what} must be a list of 1-D signals, got one 1-D array")
+        audios = list(audios) if audios is not None else []
+        if not audios:
+            raise ValueError(f"{what} is empty: give at least one labelled stream")
+        if labels is None:
+            if not all(hasattr(a, "speech") and hasattr(a, "audio") for a in audios):
+                raise ValueError(
+                    f"labels is None, so {what} must be VADExample items (with .audio and "
+                    ".speech); give labels for plain arrays"
+                )
+            labels = [a.speech for a in audios]
+            for i, a in enumerate(audios):
+                rate = getattr(a, "sample_rate", self.sample_rate)
+                if rate != self.sample_rate:
+                    raise ValueError(
+                        f"{what}[{i}] has sample_rate {rate}; this detector uses "
+                        f"sample_rate={self.sample_rate} (resample it first)"
+                    )
+        else:
+            labels = list(labels)
+            if len(labels) != len(audios):
+                raise ValueError(
+                    f"{what} has {len(audios)} streams but labels has {len(labels)} items"
+                )
+        cfg = self._frontend_config()
+        signals, targets = [], []
+        for i, (a, y) in enumerate(zip(audios, labels, strict=True)):
+            x = _as_audio(a, f"{what}[{i}]")
+            n_frames = cfg.n_frames(x.size)
+            if n_frames == 0:
+                raise ValueError(
+                    f"{what}[{i}] has {x.size} samples, fewer than one frame ({cfg.frame_len})"
+                )
+            y = np.asarray(y)
+            if y.ndim != 1:
+                raise ValueError(f"labels[{i}] must be 1-D, got shape {y.shape}")
+            if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+                raise TypeError(f"labels[{i}] must be boolean or 0/1, got dtype {y.dtype}")
+            yf = y.astype(np.float64)
+            if not np.isin(yf, (0.0, 1.0)).all():
+                raise ValueError(f"labels[{i}] must hold only 0/1 (or booleans)")
+            if y.size == x.size:
+                t = frame_labels(yf.astype(bool), cfg)
+            elif y.size == n_frames:
+                t = yf.astype(np.float32)
+            else:
+                raise ValueError(
+                    f"labels[{i}] has {y.size} values; expected one per sample ({x.size}) or "
+                    f"one per frame ({n_frames}) of {what}[{i}]"
+                )
+            signals.append(x)
+            targets.append(t)
+        return signals, targets
+
+    def _features(self, signals: list[np.ndarray]) -> list[np.ndarray]:
+        frontend = LogMelFrontend(self._frontend_config())
+        return [frontend.transform(x) for x in signals]
+
+    def _standardise(self, feats: np.ndarray) -> np.ndarray:
+        return ((feats - self.scale_mean_) / self.scale_std_).astype(np.float32)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, audios: Any, labels: Any = None, *, validation: Any = None):
+        """Train on labelled streams.
+
+        Parameters
+        ----------
+        audios : list of 1-D arrays, or list of VADExample
+            Mono signals at ``sample_rate`` (each at least one frame long).
+        labels : list of 1-D arrays, optional
+            Per stream, speech labels (bool or 0/1) per sample (same length as the signal) or
+            per frame (``n_frames`` long). ``None`` when ``audios`` are
+            :class:`~rwkv_ts.datasets.VADExample` items (their ``speech``).
+        validation : list of VADExample, or (audios, labels), optional
+            Streams for early stopping; by default ``val_fraction`` of the training streams.
+
+        Returns
+        -------
+        self
+        """
+        from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
+        from rwkv_ts.training import TrainingOptions, train_model
+
+        self._check_params()
+        signals, targets = self._examples(audios, labels, "audios")
+        every = np.concatenate(targets)
+        if np.unique(every).size < 2:
+            raise ValueError(
+                f"labels hold a single class ({'speech' if every[0] else 'no speech'}) over all "
+                "streams; a detector needs frames of both"
+            )
+        rng = np.random.default_rng(self.random_state)
+        if validation is not None:
+            if isinstance(validation, tuple) and len(validation) == 2:
+                val_signals, val_targets = self._examples(*validation, "validation")
+            else:
+                val_signals, val_targets = self._examples(validation, None, "validation")
+            train_idx = np.arange(len(signals))
+        elif self.val_fraction > 0 and len(signals) >= 4:
+            n_val = min(max(int(round(self.val_fraction * len(signals))), 1), len(signals) - 1)
+            order = rng.permutation(len(signals))
+            train_idx = np.sort(order[n_val:])
+            val_signals = [signals[i] for i in np.sort(order[:n_val])]
+            val_targets = [targets[i] for i in np.sort(order[:n_val])]
+        else:
+            train_idx = np.arange(len(signals))
+            val_signals, val_targets = [], []
+        self.frontend_config_ = self._frontend_config()
+        train_feats = self._features([signals[i] for i in train_idx])
+        train_targets = [targets[i] for i in train_idx]
+        stacked = np.concatenate(train_feats).astype(np.float64)
+        std = stacked.std(axis=0)
+        self.scale_mean_ = stacked.mean(axis=0)
+        self.scale_std_ = np.where(std > 1e-12, std, 1.0)
+        train_feats = [self._standardise(f) for f in train_feats]
+        val_feats = [self._standardise(f) for f in self._features(val_signals)]
+
+        cfg = self.frontend_config_
+        crop = max(int(round(self.crop_s * 1000.0 / self.hop_ms)), 1)
+        n_frames = sum(len(f) for f in train_feats)
+        n_items = max(int(math.ceil(self.crops_per_epoch * n_frames / crop)), len(train_feats))
+        seed = self.random_state if self.random_state is not None else int(rng.integers(2**31))
+        train_data = _CropDataset(train_feats, train_targets, crop, n_items, seed)
+        val_data = _WholeDataset(val_feats, val_targets) if val_feats else None
+        config = SequenceConfig(
+            n_channels=cfg.n_mels,
+            n_outputs=1,
+            patch_len=1,
+            stride=1,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            head_size=self.head_size,
+            ffn_mult=self.ffn_mult,
+            shift_distances=tuple(self.shift_distances),
+            decay=self.decay,
+            lora_rank=self.lora_rank,
+            tcn_dilations=tuple(self.tcn_dilations),
+            norm="none",
+            pooling="last",
+            dropout=self.dropout,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = RWKVSequenceModel(config)
+            result = train_model(
+                _FrameLogits(model),
+                train_data,
+                val_data,
+                TrainingOptions(
+                    max_epochs=self.max_epochs,
+                    batch_size=self.batch_size,
+                    learning_rate=self.learning_rate,
+                    weight_decay=self.weight_decay,
+                    patience=self.patience,
+                    accelerator=self.accelerator,
+                    devices=self.devices,
+                    verbose=self.verbose,
+                    random_state=seed,
+                    log_dir=self.log_dir,
+                    loss=_MaskedBCE(),
+                ),
+            )
+        self.model_ = model.to("cpu").eval()
+        self.config_ = config
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.n_epochs_ = result.n_epochs
+        self.n_train_streams_ = len(train_feats)
+        self.n_val_streams_ = len(val_feats)
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def predict_proba(self, audio: Any) -> np.ndarray:
+        """Speech probability of every frame, float32 ``(n_frames,)``.
+
+        Frame ``t`` covers samples ``[t * hop, t * hop + frame_len)`` and its probability depends
+        on no later sample; ``(0,)`` when the audio is shorter than one frame.
+        """
+        self._check_fitted()
+        x = _as_audio(audio, "audio")
+        feats = self._standardise(LogMelFrontend(self.frontend_config_).transform(x))
+        model = self.model_.to("cpu").eval()
+        state = _zero_state(model)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(feats), _OFFLINE_CHUNK):
+                chunk = torch.from_numpy(feats[start : start + _OFFLINE_CHUNK])
+                p, state = _scan(model, chunk, state)
+                out.append(p.numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def predict(self, audio: Any) -> np.ndarray:
+        """0/1 speech decision of every frame (``predict_proba >= onset``), int8."""
+        return (self.predict_proba(audio) >= self.onset).astype(np.int8)
+
+    def predict_segments(self, audio: Any) -> list[tuple[float, float]]:
+        """Speech segments ``[(start_s, end_s), ...]`` with the hysteresis, hangover and padding
+        settings (see :mod:`rwkv_ts.audio.segments`)."""
+        proba = self.predict_proba(audio)
+        n = int(np.asarray(getattr(audio, "audio", audio)).shape[0])
+        return segments_from_probabilities(proba, self._segmenter_config(), n_samples=n)
+
+    def frame_times(self, n_frames: int) -> np.ndarray:
+        """Time (s) at which each of the first ``n_frames`` frames is known: its last sample's
+        end, ``(t * hop + frame_len) / sample_rate``."""
+        cfg = getattr(self, "frontend_config_", None) or self._frontend_config()
+        return (np.arange(n_frames) * cfg.hop + cfg.frame_len) / cfg.sample_rate
+
+    def stream(self) -> VADStream:
+        """A stream taking raw audio chunks of any size; see :class:`VADStream`."""
+        self._check_fitted()
+        return VADStream(self)
+
+    @property
+    def n_parameters_(self) -> int:
+        self._check_fitted()
+        return sum(p.numel() for p in self.model_.parameters())
+
+    @property
+    def state_size_(self) -> int:
+        """Floats in the model's recurrent state (per stream; the front end adds fewer than
+        ``frame_len`` buffered samples)."""
+        self._check_fitted()
+        return sum(t.numel() for t in _flatten(_zero_state(self.model_)).values())
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save to one safetensors file with a JSON header (no pickle); load with
+        :func:`rwkv_ts.load`."""
+        from rwkv_ts import __version__
+        from rwkv_ts.persistence import FORMAT_VERSION, _json_params, _write_atomic
+
+        self._check_fitted()
+        tensors: dict[str, torch.Tensor] = {
+            f"model.{name}": t.detach().cpu().contiguous()
+            for name, t in self.model_.state_dict().items()
+        }
+        tensors["scale.mean"] = torch.from_numpy(np.asarray(self.scale_mean_, dtype=np.float64))
+        tensors["scale.std"] = torch.from_numpy(np.asarray(self.scale_std_, dtype=np.float64))
+        header = {
+            "format": VAD_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "rwkv_ts_version": __version__,
+            "estimator": type(self).__name__,
+            "params": _json_params(self.get_params(deep=False)),
+            "config": self.config_.to_dict(),
+            "frontend": self.frontend_config_.to_dict(),
+            "history": self.history_,
+            "best_epoch": self.best_epoch_,
+            "n_epochs": self.n_epochs_,
+            "n_train_streams": self.n_train_streams_,
+            "n_val_streams": self.n_val_streams_,
+        }
+        metadata = {"format": VAD_FORMAT, "rwkv_ts": json.dumps(header)}
+        return _write_atomic(tensors, metadata, Path(path))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+def _load_detector(header: dict, tensors: dict[str, torch.Tensor], path: Path):
+    """Rebuild a saved detector (called by :func:`rwkv_ts.load` for the ``rwkv-ts/vad`` tag)."""
+    from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
+    from rwkv_ts.persistence import ModelFileError, _load_state_dict
+
+    if header.get("estimator") != "RWKVVoiceActivityDetector":
+        raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not a VAD")
+    try:
+        params = dict(header["params"])
+        for key in ("shift_distances", "tcn_dilations"):
+            if isinstance(params.get(key), list):
+                params[key] = tuple(params[key])
+        est = RWKVVoiceActivityDetector(**params)
+        config = SequenceConfig.from_dict(header["config"])
+        frontend = FrontendConfig.from_dict(header["frontend"])
+        model = RWKVSequenceModel(config)
+        _load_state_dict(model, tensors, path)
+        mean = tensors["scale.mean"].numpy()
+        std = tensors["scale.std"].numpy()
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
+    if mean.shape != (frontend.n_mels,) or std.shape != (frontend.n_mels,):
+        raise ModelFileError(f"{path}: scaler has shape {mean.shape} for {frontend.n_mels} mels")
+    est.model_ = model.eval()
+    est.config_ = config
+    est.frontend_config_ = frontend
+    est.scale_mean_ = mean
+    est.scale_std_ = std
+    est.history_ = header.get("history", [])
+    est.best_epoch_ = header.get("best_epoch")
+    est.n_epochs_ = header.get("n_epochs")
+    est.n_train_streams_ = header.get("n_train_streams")
+    est.n_val_streams_ = header.get("n_val_streams")
+    return est
+
+
+# ---------------------------------------------------------------------- streaming
+@dataclass
+class VADResult:
+    """What one :meth:`VADStream.push` (or :meth:`VADStream.flush`) produced.
+
+    Attributes
+    ----------
+    probabilities : ndarray, float32 (k,)
+        Speech probabilities of the frames completed by this chunk.
+    frames : ndarray, int64 (k,)
+        Their frame indices since the start of the stream.
+    times : ndarray, float64 (k,)
+        When each frame is known: ``(t * hop + frame_len) / sample_rate`` seconds.
+    segments : list of (start_s, end_s)
+        Speech segments that closed with this chunk.
+    open_segment : (start_s, end_s so far) or None
+        The segment in progress after this chunk.
+    """
+
+    probabilities: np.ndarray
+    frames: np.ndarray
+    times: np.ndarray
+    segments: list[tuple[float, float]] = field(default_factory=list)
+    open_segment: tuple[float, float] | None = None
+
+
+def _fingerprint(det: RWKVVoiceActivityDetector) -> str:
+    digest = hashlib.sha256()
+    for name, t in sorted(det.model_.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(np.asarray(det.scale_mean_, dtype=np.float64).tobytes())
+    digest.update(np.asarray(det.scale_std_, dtype=np.float64).tobytes())
+    digest.update(json.dumps(det.frontend_config_.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(det._segmenter_config().to_dict(), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+class VADStream:
+    """Voice activity detection on audio as it arrives, in chunks of any size.
+
+    Get one with ``detector.stream()``. Each :meth:`push` returns the probabilities of the frames
+    the chunk completes and the segments that closed; :meth:`flush` ends the audio (closing an
+    open segment as :meth:`RWKVVoiceActivityDetector.predict_segments` does at the end of a
+    recording). Over any chunking, the concatenated probabilities equal ``predict_proba`` of the
+    whole audio (float32 rounding) and the segments equal ``predict_segments``.
+
+    The state (the front end's pending samples, each block's token-shift buffers and WKV state,
+    the segmenter's counters) is bounded; :meth:`get_state` / :meth:`set_state` and
+    :meth:`save_state` / :meth:`load_state` (bytes) restore it exactly.
+
+    A chunk that completes a few frames (10 or 32 ms of audio) runs them one at a time through a
+    numpy copy of the recurrent form; a longer chunk runs its frames in one parallel pass from the
+    state. Both read and write the same state and agree to float32 rounding.
+    """
+
+    def __init__(self, detector: RWKVVoiceActivityDetector) -> None:
+        detector._check_fitted()
+        self._det = detector
+        self._model = detector.model_.to("cpu").eval()
+        self._frontend = FrontendStream(LogMelFrontend(detector.frontend_config_))
+        self._segmenter = SpeechSegmenter(detector._segmenter_config())
+        self._stepper = _FrameStepper(self._model)
+        self.reset()
+
+    def reset(self) -> VADStream:
+        """Start a new recording; return ``self``."""
+        self._frontend.reset()
+        self._segmenter.reset()
+        self._state = _zero_state(self._model)
+        self._segments: list[tuple[float, float]] = []
+        self._closed = False
+        return self
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_samples(self) -> int:
+        """Samples pushed so far."""
+        return self._frontend.n_samples
+
+    @property
+    def n_frames(self) -> int:
+        """Frames completed so far."""
+        return self._frontend.n_frames
+
+    @property
+    def segments(self) -> list[tuple[float, float]]:
+        """Every segment closed so far."""
+        return list(self._segments)
+
+    @property
+    def open_segment(self) -> tuple[float, float] | None:
+        return self._segmenter.open_segment
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`flush` (until :meth:`reset`)."""
+        return self._closed
+
+    # ------------------------------------------------------------------ updates
+    def push(self, chunk: Any) -> VADResult:
+        """Feed the next samples (a 1-D array of any length, at the detector's sample rate)."""
+        if self._closed:
+            raise RuntimeError("the stream was flushed; call reset() to start a new recording")
+        samples = _as_audio(chunk, "chunk")
+        first = self._frontend.n_frames
+        feats = self._frontend.push(samples)
+        k = len(feats)
+        if 0 < k <= _STEP_MAX and self._stepper.supported:
+            # a few frames (small chunks): numpy, one frame at a time, without torch's overhead
+            x = self._det._standardise(feats)
+            proba = np.array([self._stepper(row, self._state) for row in x], dtype=np.float32)
+        elif k:
+            x = torch.from_numpy(self._det._standardise(feats))
+            with torch.inference_mode():
+                p, self._state = _scan(self._model, x, self._state)
+            proba = p.numpy().copy()
+        else:
+            proba = np.zeros(0, dtype=np.float32)
+        closed = self._segmenter.push(proba)
+        self._segments.extend(closed)
+        frames = np.arange(first, first + k, dtype=np.int64)
+        cfg = self._det.frontend_config_
+        return VADResult(
+            probabilities=proba,
+            frames=frames,
+            times=(frames * cfg.hop + cfg.frame_len) / cfg.sample_rate,
+            segments=closed,
+            open_segment=self._segmenter.open_segment,
+        )
+
+    def flush(self) -> VADResult:
+        """End of audio: close an open segment (as offline) and return it; the stream then takes
+        no more samples until :meth:`reset`."""
+        closed = [] if self._closed else self._segmenter.flush(n_samples=self.n_samples)
+        self._segments.extend(closed)
+        self._closed = True
+        empty = np.zeros(0, dtype=np.float32)
+        return VADResult(empty, np.zeros(0, dtype=np.int64), np.zeros(0), closed, None)
+
+    close = flush
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The whole stream state as named arrays (copies)."""
+        out = {f"frontend.{k}": v for k, v in self._frontend.get_state().items()}
+        for k, v in _flatten(self._state, "model.").items():
+            out[k] = v.detach().cpu().numpy().copy()
+        out.update(self._segmenter.get_state())
+        flat_segments = np.asarray(self._segments, dtype=np.float64).reshape(-1, 2)
+        out["segments"] = flat_segments
+        out["closed"] = np.array(int(self._closed), dtype=np.int64)
+        return out
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> VADStream:
+        """Restore a state of :meth:`get_state` (taken from a stream of the same detector)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of arrays, got {type(state).__name__}")
+        prefix = "frontend."
+        frontend = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        model_flat = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+        missing = sorted({"segmenter", "segments", "closed"} - set(state))
+        if missing:
+            raise ValueError(f"stream state lacks {missing}")
+        model_state = _unflatten(_zero_state(self._model), model_flat)
+        self._frontend.set_state(frontend)
+        self._segmenter.set_state({"segmenter": state["segmenter"]})
+        self._state = model_state
+        segments = np.asarray(state["segments"], dtype=np.float64).reshape(-1, 2)
+        self._segments = [(float(a), float(b)) for a, b in segments]
+        self._closed = bool(np.asarray(state["closed"]).reshape(-1)[0])
+        return self
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of the recurrent state (model, front-end buffer, segmenter; not the list of
+        closed segments)."""
+        state = self.get_state()
+        return int(sum(v.nbytes for k, v in state.items() if k != "segments"))
+
+    def save_state(self) -> bytes:
+        """The state as bytes (safetensors with a checksum and the detector's fingerprint)."""
+        from safetensors.numpy import save as st_save
+
+        from rwkv_ts._safefile import seal
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.get_state().items()}
+        metadata = {"format": VAD_STATE_FORMAT, "model": _fingerprint(self._det)}
+        return seal(lambda meta: st_save(arrays, metadata=meta), metadata)
+
+    def load_state(self, data: bytes) -> VADStream:
+        """Restore a state of :meth:`save_state`; rejects corrupt bytes and states of another
+        detector."""
+        from safetensors.numpy import load as st_load
+
+        from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes
+
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError(f"load_state takes bytes, got {type(data).__name__}")
+        _, metadata = check_bytes(bytes(data), "the state bytes", ValueError)
+        if metadata.get("format") != VAD_STATE_FORMAT or CHECKSUM_KEY not in metadata:
+            raise ValueError(
+                f"the state bytes are not a VAD stream state (format {metadata.get('format')!r})"
+            )
+        if metadata.get("model") != _fingerprint(self._det):
+            raise ValueError("the state bytes belong to another detector (fingerprint mismatch)")
+        return self.set_state(st_load(bytes(data)))
