@@ -15,6 +15,7 @@ from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
 from rwkv_ts.data.validation import check_memory
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel, dominant_periods, periods_to_distances
+from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.training import (
     TrainingOptions,
     check_training_settings,
@@ -218,22 +219,7 @@ class RWKVForecaster(BaseEstimator):
             longest = max(scaled, key=len)
             periods = dominant_periods(longest, k=3, max_period=self.lookback)
             return periods_to_distances(periods, self.stride, max_distance=max(n_patches - 1, 1))
-        distances = self.shift_distances
-        if isinstance(distances, int | np.integer) and not isinstance(distances, bool):
-            distances = (distances,)
-        try:
-            resolved = tuple(int(d) for d in distances)
-        except (TypeError, ValueError):
-            raise ValueError(
-                "shift_distances must be 'auto', a positive integer or a tuple of positive "
-                f"integers, got {self.shift_distances!r}"
-            ) from None
-        if not resolved or min(resolved) < 1:
-            raise ValueError(
-                "shift_distances must hold at least one positive integer, "
-                f"got {self.shift_distances!r}"
-            )
-        return resolved
+        return int_tuple("shift_distances", self.shift_distances)
 
     def _build_config(self, distances: tuple[int, ...]) -> RWKVTSConfig:
         n_patches = (self.lookback - self.patch_len) // self.stride + 1
@@ -248,7 +234,7 @@ class RWKVForecaster(BaseEstimator):
             ffn_mult=self.ffn_mult,
             shift_distances=distances,
             decay=self.decay,
-            tcn_dilations=tuple(self.tcn_dilations),
+            tcn_dilations=int_tuple("tcn_dilations", self.tcn_dilations, allow_empty=True),
             norm=self.norm,
             head_tokens=self._head_tokens(n_patches),
             dropout=self.dropout,

@@ -20,6 +20,7 @@ from torch import nn
 from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
 from rwkv_ts.data.validation import DataValidationError, check_memory
+from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
 from rwkv_ts.training import (
     TrainingOptions,
@@ -159,8 +160,10 @@ class SequenceEstimator(BaseEstimator):
 
     def _build_config(self, n_channels: int, n_outputs: int) -> SequenceConfig:
         params = {name: getattr(self, name) for name in _MODEL_PARAMS}
-        params["shift_distances"] = tuple(params["shift_distances"])
-        params["tcn_dilations"] = tuple(params["tcn_dilations"])
+        params["shift_distances"] = int_tuple("shift_distances", params["shift_distances"])
+        params["tcn_dilations"] = int_tuple(
+            "tcn_dilations", params["tcn_dilations"], allow_empty=True
+        )
         return SequenceConfig(n_channels=n_channels, n_outputs=n_outputs, **params)
 
     # ------------------------------------------------------------------ training

@@ -268,3 +268,14 @@ EXPECTED_FAILED = {
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_block_tuples_accept_an_int_and_name_bad_values():
+    X = np.random.default_rng(0).normal(size=(12, 1, 16))
+    y = np.arange(12) % 2
+    params = {**SKLEARN_TINY, "max_epochs": 1}
+    clf = RWKVClassifier(**{**params, "shift_distances": 2}).fit(X, y)
+    assert clf.config_.shift_distances == (2,)
+    for name, bad in (("shift_distances", ()), ("shift_distances", (0,)), ("tcn_dilations", "x")):
+        with pytest.raises(ValueError, match=name):
+            RWKVClassifier(**{**params, name: bad}).fit(X, y)

@@ -6,6 +6,38 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 
+def int_tuple(name: str, value, *, allow_empty: bool = False) -> tuple[int, ...]:
+    """``value`` (a positive integer or a sequence of them) as a tuple; ``ValueError`` naming the
+    parameter otherwise. Estimators call it on ``shift_distances`` and ``tcn_dilations``.
+
+    Examples
+    --------
+    >>> int_tuple("shift_distances", 2), int_tuple("shift_distances", [1, 2, 4])
+    ((2,), (1, 2, 4))
+    >>> int_tuple("tcn_dilations", (), allow_empty=True)
+    ()
+    """
+    import numbers
+
+    items = (value,) if isinstance(value, numbers.Integral) else value
+    try:
+        if isinstance(items, str | bytes) or any(isinstance(v, bool) for v in items):
+            raise TypeError
+        if any(isinstance(v, float) and not float(v).is_integer() for v in items):
+            raise TypeError
+        resolved = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a positive integer or a tuple of positive integers, got {value!r}"
+        ) from None
+    if (not resolved and not allow_empty) or (resolved and min(resolved) < 1):
+        raise ValueError(
+            f"{name} must hold {'' if allow_empty else 'at least one '}positive integers, "
+            f"got {value!r}"
+        )
+    return resolved
+
+
 @dataclass
 class RWKVTSConfig:
     """Hyperparameters of :class:`rwkv_ts.nn.RWKVTSModel`.
