@@ -40,7 +40,8 @@ class RWKVSktimeForecaster(BaseForecaster):
         passed to ``fit`` (then ``fh`` is required in ``fit``).
     lookback, patch_len, stride, d_model, n_layers, head_size, ffn_mult, shift_distances, \
 tcn_dilations, decay, norm, head, dropout, max_epochs, batch_size, learning_rate, \
-weight_decay, patience, val_fraction, random_state, accelerator, devices, log_dir
+weight_decay, patience, val_fraction, random_state, accelerator, devices, log_dir, \
+on_nonfinite_loss, checkpoint_dir
         As in :class:`rwkv_ts.RWKVForecaster`. Every series needs ``lookback + horizon``
         observations.
     verbose : bool, default False
@@ -111,6 +112,8 @@ weight_decay, patience, val_fraction, random_state, accelerator, devices, log_di
         devices: int | str = "auto",
         verbose: bool = False,
         log_dir: str | None = None,
+        on_nonfinite_loss: str = "raise",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.horizon = horizon
         self.lookback = lookback
@@ -137,6 +140,8 @@ weight_decay, patience, val_fraction, random_state, accelerator, devices, log_di
         self.devices = devices
         self.verbose = verbose
         self.log_dir = log_dir
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.checkpoint_dir = checkpoint_dir
         super().__init__()
         # BaseForecaster creates these only when remember_data is on at construction; a user
         # (or sktime's suite) may switch it on later with set_config.
@@ -170,6 +175,8 @@ weight_decay, patience, val_fraction, random_state, accelerator, devices, log_di
         "devices",
         "verbose",
         "log_dir",
+        "on_nonfinite_loss",
+        "checkpoint_dir",
     )
 
     # ------------------------------------------------------------------ sktime internals
