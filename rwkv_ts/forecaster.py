@@ -476,7 +476,7 @@ class RWKVForecaster(BaseEstimator):
         self.model_.to("cpu")
         return np.concatenate(outputs, axis=0).astype(np.float64)
 
-    def stream(self, history: Any = "fit", backend: str = "torch"):
+    def stream(self, history: Any = "fit", backend: str = "auto"):
         """A :class:`~rwkv_ts.stream.ForecastStream`: feed new samples, read forecasts at once.
 
         Parameters
@@ -485,9 +485,12 @@ class RWKVForecaster(BaseEstimator):
             ``"fit"`` continues the series seen at ``fit`` (its forecast is ``predict()``);
             ``None`` starts empty (series join with their first samples, or restore a saved state
             with ``load_state``); data starts from that history, as ``predict(y)`` reads it.
-        backend : {"torch", "numba"}, default "torch"
-            Streamable configuration only: ``"numba"`` steps with the torch-free runtime's kernel
-            (same results, far less time per sample; see ``docs/streaming.md``).
+        backend : {"auto", "numba", "torch"}, default "auto"
+            ``"numba"`` steps the streamable configuration with the torch-free runtime's kernel
+            (same results, far less time per sample; see ``docs/streaming.md``); ``"torch"`` with
+            the nn modules' ``step``; ``"auto"`` takes numba for the streamable configuration
+            and the torch window engine otherwise. A saved stream state loads into a stream of
+            the same engine.
 
         Notes
         -----

@@ -192,8 +192,8 @@ def test_estimator_stream_on_the_numba_backend_equals_the_torch_stream():
     rng = np.random.default_rng(12)
     data = {sid: rng.normal(size=(90, 2)).cumsum(axis=0) for sid in ["p", "q", "r"]}
     est = as_estimator(random_model(config, 13), data["p"][:25], mean=[0.5, 0.0], std=[2, 1])
-    fast = est.stream(backend="numba")
-    slow = est.stream()
+    fast = est.stream()  # "auto": numba for the streamable configuration
+    slow = est.stream(backend="torch")
     assert fast.kind == "numba" and slow.kind == "recurrent"
     seen = {"p": 25, "q": 0, "r": 0}
     for step, sizes in enumerate([(1, 30, 3), (2, 1, 40), (1, 1, 1), (17, 5, 0), (0, 9, 1)]):

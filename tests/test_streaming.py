@@ -82,7 +82,7 @@ def test_stream_equals_batch_predict_for_any_model_length_and_chunking(case):
     y = np.cumsum(rng.normal(size=(length, 2)), axis=0) * 0.3 + rng.normal(size=2)
     model = random_model(config, seed)
     est = as_estimator(model, y[: config.lookback], mean=[0.2, -0.1], std=[1.5, 0.7])
-    stream = est.stream(history=None)
+    stream = est.stream(history=None, backend="torch")
     assert stream.kind == "recurrent"
     for start, stop in _chunked(length, chunks):
         out = stream.update(y[start:stop])

@@ -255,11 +255,14 @@ class WindowEngine:
             st["forecast"][idx[rows]] = y
 
 
-def make_engine(model: RWKVTSModel, backend: str = "torch"):
+def make_engine(model: RWKVTSModel, backend: str = "auto"):
     """The engine a model's configuration streams with: ``backend`` ``"torch"`` (the nn modules'
-    step) or ``"numba"`` (the runtime's kernel; streamable configuration only)."""
-    if backend not in ("torch", "numba"):
-        raise ValueError(f"backend must be 'torch' or 'numba', got {backend!r}")
+    step), ``"numba"`` (the runtime's kernel; streamable configuration only) or ``"auto"`` (numba
+    for the streamable configuration, the torch window engine otherwise)."""
+    if backend not in ("auto", "torch", "numba"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {backend!r}")
+    if backend == "auto":
+        backend = "numba" if model.config.streamable else "torch"
     if not model.config.streamable:
         if backend == "numba":
             raise ValueError(

@@ -94,7 +94,7 @@ class ForecastStream:
     True
     """
 
-    def __init__(self, estimator: Any, backend: str = "torch") -> None:
+    def __init__(self, estimator: Any, backend: str = "auto") -> None:
         estimator._check_fitted()
         self._est_params = {
             "time_col": estimator.time_col,
@@ -121,7 +121,7 @@ class ForecastStream:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_estimator(
-        cls, estimator: Any, history: Any = "fit", backend: str = "torch"
+        cls, estimator: Any, history: Any = "fit", backend: str = "auto"
     ) -> ForecastStream:
         """A stream over ``estimator``: continuing its training series (``history="fit"``),
         empty (``None``), or starting from the history ``history`` (as ``predict(y)`` takes);
