@@ -18,7 +18,15 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["RWKVClassifier", "RWKVForecaster", "RWKVRegressor", "__version__", "load"]
+__all__ = [
+    "RWKVClassifier",
+    "RWKVForecaster",
+    "RWKVRegressor",
+    "RWKVSpeechRecognizer",
+    "RWKVVoiceActivityDetector",
+    "__version__",
+    "load",
+]
 
 
 def __getattr__(name: str):
@@ -35,6 +43,14 @@ def __getattr__(name: str):
         from rwkv_ts.regressor import RWKVRegressor
 
         return RWKVRegressor
+    if name == "RWKVVoiceActivityDetector":
+        from rwkv_ts.audio.vad import RWKVVoiceActivityDetector
+
+        return RWKVVoiceActivityDetector
+    if name == "RWKVSpeechRecognizer":
+        from rwkv_ts.audio.asr import RWKVSpeechRecognizer
+
+        return RWKVSpeechRecognizer
     if name == "load":
         from rwkv_ts.persistence import load
 
