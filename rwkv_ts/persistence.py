@@ -234,38 +234,56 @@ def load(path: str | os.PathLike) -> Any:
 # ---------------------------------------------------------------------- sequence estimators
 
 
-def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
-    """Write a fitted :class:`~rwkv_ts.RWKVClassifier` or :class:`~rwkv_ts.RWKVRegressor` to
-    ``path`` atomically (weights, scalers and class labels; no pickle)."""
+def save_scaled_model(
+    est,
+    path: str | os.PathLike,
+    fmt: str,
+    header: dict | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a fitted estimator whose model reads inputs standardised by ``scale_mean_`` /
+    ``scale_std_`` (the sequence estimators, the audio estimators): its weights, the scaler, the
+    parameters, ``config_``, the training history, plus the estimator's own ``header`` entries and
+    ``tensors``; format tag ``fmt``. Atomic, no pickle."""
     from rwkv_ts import __version__
-    from rwkv_ts.data.serialize import encode_label
 
-    tensors: dict[str, torch.Tensor] = {
+    record: dict[str, torch.Tensor] = {
         f"model.{name}": t.detach().cpu().contiguous()
         for name, t in est.model_.state_dict().items()
     }
-    tensors["scale.mean"] = torch.from_numpy(np.asarray(est.scale_mean_, dtype=np.float64))
-    tensors["scale.std"] = torch.from_numpy(np.asarray(est.scale_std_, dtype=np.float64))
-    header = {
-        "format": SEQUENCE_FORMAT,
+    record["scale.mean"] = torch.from_numpy(np.asarray(est.scale_mean_, dtype=np.float64))
+    record["scale.std"] = torch.from_numpy(np.asarray(est.scale_std_, dtype=np.float64))
+    record.update(tensors or {})
+    document = {
+        "format": fmt,
         "format_version": FORMAT_VERSION,
         "rwkv_ts_version": __version__,
         "estimator": type(est).__name__,
         "params": _json_params(est.get_params(deep=False)),
         "config": est.config_.to_dict(),
-        "channels": list(est.channels_),
         "history": est.history_,
         "best_epoch": est.best_epoch_,
         "n_epochs": est.n_epochs_,
+        **(header or {}),
     }
+    metadata = {"format": fmt, "rwkv_ts": json.dumps(document)}
+    return _write_atomic(record, metadata, Path(path))
+
+
+def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
+    """Write a fitted :class:`~rwkv_ts.RWKVClassifier` or :class:`~rwkv_ts.RWKVRegressor` to
+    ``path`` atomically (weights, scalers and class labels; no pickle)."""
+    from rwkv_ts.data.serialize import encode_label
+
+    header: dict[str, Any] = {"channels": list(est.channels_)}
+    tensors: dict[str, torch.Tensor] = {}
     if hasattr(est, "classes_"):
         header["classes"] = [encode_label(c) for c in est.classes_.tolist()]
     else:
         tensors["target.mean"] = torch.from_numpy(np.asarray(est.target_mean_, dtype=np.float64))
         tensors["target.std"] = torch.from_numpy(np.asarray(est.target_std_, dtype=np.float64))
         header["target_ndim"] = int(est.target_ndim_)
-    metadata = {"format": SEQUENCE_FORMAT, "rwkv_ts": json.dumps(header)}
-    return _write_atomic(tensors, metadata, Path(path))
+    return save_scaled_model(est, path, SEQUENCE_FORMAT, header, tensors)
 
 
 def _load_sequence_estimator(header: dict, tensors: dict[str, torch.Tensor], path: Path) -> Any:

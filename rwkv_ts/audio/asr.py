@@ -19,7 +19,6 @@ of the whole recording to float32 rounding, and its text equals
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +41,9 @@ from rwkv_ts.audio.ctc import (
     greedy_decode,
 )
 from rwkv_ts.audio.features import FrontendConfig, LogMelFrontend
+from rwkv_ts.audio.io import check_samples
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
+from rwkv_ts.nn.state import flatten_state, restore_state
 
 __all__ = ["ASR_FORMAT", "RWKVSpeechRecognizer", "SpeechStream"]
 
@@ -65,29 +66,6 @@ _MODEL_PARAMS = (
 
 
 # ---------------------------------------------------------------------- input checks
-
-
-def _check_audio(audio: Any, where: str) -> np.ndarray:
-    """A float32 copy of a 1-D finite float signal; errors name ``where``."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    arr = np.asarray(audio)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
-        if np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(
-                f"{where} has integer dtype {arr.dtype}; pass float samples in [-1, 1] "
-                "(for 16-bit PCM divide by 32768, or read files with rwkv_ts.audio.read_wav)"
-            )
-        raise TypeError(f"{where} must be a float array of samples, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(
-            f"{where} must be 1-D (mono samples), got shape {arr.shape}; average the channels "
-            "of a multichannel recording first"
-        )
-    out = arr.astype(np.float32, copy=True)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{where} contains NaN or infinite values")
-    return out
 
 
 def _is_utterance(item: Any) -> bool:
@@ -365,7 +343,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
                 f"{int(self.sample_rate)} Hz; resample it first with "
                 f"rwkv_ts.audio.resample(audio, {int(rate)}, {int(self.sample_rate)})"
             )
-        return _check_audio(item, where)
+        return check_samples(item, where, integers=False)
 
     def _items(
         self, audios: Any, transcripts: Any, name: str, sample_rate: int | None = None
@@ -606,31 +584,14 @@ class RWKVSpeechRecognizer(BaseEstimator):
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted recogniser to one file (safetensors with a JSON header and a checksum;
         no pickle). Load it with :func:`rwkv_ts.load`."""
-        from rwkv_ts import __version__
-        from rwkv_ts.persistence import FORMAT_VERSION, _json_params, _write_atomic
+        from rwkv_ts.persistence import save_scaled_model
 
         self._check_fitted()
-        tensors = {
-            f"model.{name}": t.detach().cpu().contiguous()
-            for name, t in self.model_.state_dict().items()
-        }
-        tensors["scale.mean"] = torch.from_numpy(np.asarray(self.scale_mean_, dtype=np.float64))
-        tensors["scale.std"] = torch.from_numpy(np.asarray(self.scale_std_, dtype=np.float64))
         header = {
-            "format": ASR_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "rwkv_ts_version": __version__,
-            "estimator": type(self).__name__,
-            "params": _json_params(self.get_params(deep=False)),
-            "config": self.config_.to_dict(),
             "frontend": self.frontend_config_.to_dict(),
             "vocabulary": {"name": self.vocabulary_.name, "tokens": list(self.vocabulary_.tokens)},
-            "history": self.history_,
-            "best_epoch": self.best_epoch_,
-            "n_epochs": self.n_epochs_,
         }
-        metadata = {"format": ASR_FORMAT, "rwkv_ts": json.dumps(header)}
-        return _write_atomic(tensors, metadata, Path(path))
+        return save_scaled_model(self, path, ASR_FORMAT, header)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -689,34 +650,6 @@ def _load_recognizer(header: dict, tensors: dict[str, torch.Tensor], path: Path)
 
 
 # ---------------------------------------------------------------------- the stream
-
-
-def _flatten(prefix: str, state: dict, out: dict[str, np.ndarray]) -> None:
-    for key, value in state.items():
-        if isinstance(value, dict):
-            _flatten(f"{prefix}{key}.", value, out)
-        else:
-            out[f"{prefix}{key}"] = value.detach().cpu().numpy().copy()
-
-
-def _unflatten(prefix: str, template: dict, flat: dict[str, np.ndarray]) -> dict:
-    out = {}
-    for key, value in template.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out[key] = _unflatten(f"{name}.", value, flat)
-            continue
-        if name not in flat:
-            raise ValueError(f"state lacks {name!r}")
-        arr = np.asarray(flat[name])
-        if arr.shape != tuple(value.shape):
-            raise ValueError(
-                f"state[{name!r}] has shape {arr.shape}, the model needs {tuple(value.shape)}"
-            )
-        out[key] = torch.from_numpy(
-            np.array(arr, dtype=np.float32 if value.is_floating_point() else np.int64)
-        )
-    return out
 
 
 class SpeechStream:
@@ -795,7 +728,7 @@ class SpeechStream:
         complete (also decoded into :attr:`text`)."""
         if self._finished:
             raise RuntimeError("this stream is finished; call reset() to start a new recording")
-        samples = _check_audio(chunk, "chunk")
+        samples = check_samples(chunk, "chunk", integers=False)
         cfg = self._model.config
         frames = self._frontend.push(samples)
         if len(frames):
@@ -850,7 +783,8 @@ class SpeechStream:
         state["frames"] = self._frames.copy()
         state["n_tokens"] = np.array(self._n_tokens, dtype=np.int64)
         state["finished"] = np.array(self._finished, dtype=np.bool_)
-        _flatten("model.", self._blocks, state)
+        for key, value in flatten_state(self._blocks, "model.").items():
+            state[key] = value.detach().cpu().numpy().copy()
         for key, value in self._decoder.get_state().items():
             state[f"decoder.{key}"] = value
         return state
@@ -865,7 +799,7 @@ class SpeechStream:
         for key in ("frames", "n_tokens", "finished", "decoder.counters", "decoder.text"):
             if key not in state:
                 raise ValueError(f"state lacks {key!r}")
-        blocks = _unflatten("model.", template, state)
+        blocks = restore_state(template, state, "model.")
         frames = np.asarray(state["frames"], dtype=np.float32)
         n_tokens = int(np.asarray(state["n_tokens"]).reshape(()))
         frontend = self._frontend.frontend.stream()

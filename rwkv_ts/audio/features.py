@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rwkv_ts.audio.io import check_samples
+
 __all__ = ["FrontendConfig", "FrontendStream", "LogMelFrontend"]
 
 # frames per block in transform: bounds the float64 working memory (the numbers do not depend on it)
@@ -314,23 +316,6 @@ class _Kernel:
         return np.log(np.maximum(mel, self.log_floor)).astype(np.float32)
 
 
-def _as_samples(audio, name: str) -> np.ndarray:
-    """Check a 1-D real finite signal and return it as float32 (never the caller's array)."""
-    arr = np.asarray(audio)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating)
-        or np.issubdtype(arr.dtype, np.integer)
-        or arr.dtype == np.bool_
-    ):
-        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (mono samples); got shape {arr.shape}")
-    out = np.array(arr, dtype=np.float32, copy=True)
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} contains NaN or infinite values (or values beyond float32)")
-    return out
-
-
 class LogMelFrontend:
     """Causal log-mel features of a mono signal, offline (:meth:`transform`) or streaming.
 
@@ -419,7 +404,7 @@ class LogMelFrontend:
         TypeError
             ``audio`` is not a real numeric array.
         """
-        samples = _as_samples(audio, "audio")
+        samples = check_samples(audio, "audio")
         return self._frames(samples, self.config.n_frames(samples.size))
 
     def stream(self) -> FrontendStream:
@@ -493,7 +478,7 @@ class FrontendStream:
             float32, shape ``(j, n_mels)``: frames ``n_frames .. n_frames + j - 1`` (before the
             call), i.e. every frame whose ``frame_end`` is now reached.
         """
-        samples = _as_samples(chunk, "chunk")
+        samples = check_samples(chunk, "chunk")
         cfg = self.config
         # samples before the next frame's start that have not arrived yet (hop > frame_len)
         skip = max(0, self.n_frames * cfg.hop - self.n_samples)
@@ -551,7 +536,7 @@ class FrontendStream:
                 f"state is inconsistent: state['buffer'] holds {buffer.size} samples, "
                 f"{expected} expected for n_samples={n_samples}, n_frames={n_frames}"
             )
-        samples = _as_samples(buffer, "state['buffer']")
+        samples = check_samples(buffer, "state['buffer']")
         self._buffer = samples
         self.n_samples = n_samples
         self.n_frames = n_frames

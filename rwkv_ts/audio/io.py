@@ -124,21 +124,52 @@ def _decode(data: bytes, width: int) -> np.ndarray:
     return value.astype(np.float64)
 
 
-def _check_audio(audio, name: str = "audio") -> np.ndarray:
-    # A read-only float64 view/copy of a 1-D finite real array (the caller's array is not touched).
+def check_samples(
+    audio, where: str = "audio", *, integers: bool = True, dtype=np.float32
+) -> np.ndarray:
+    """A ``dtype`` copy of a 1-D finite real signal (never the caller's array); errors name
+    ``where``.
+
+    Parameters
+    ----------
+    audio : array-like, shape (n,)
+        Mono samples (a torch tensor is read too).
+    where : str
+        How the errors call the input, e.g. ``"audios[3]"``.
+    integers : bool, default True
+        Accept integer (and boolean) arrays as they are. The estimators pass ``False``: their
+        models expect samples in [-1, 1], and raw 16-bit PCM would be read 32,768 times too loud.
+    dtype : numpy dtype, default float32
+
+    Examples
+    --------
+    >>> check_samples([0, 1, 0]).dtype
+    dtype('float32')
+    >>> check_samples(np.zeros((2, 3)), "chunk")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: chunk must be 1-D (mono samples); got shape (2, 3); average the channels ...
+    """
+    if hasattr(audio, "detach") and hasattr(audio, "numpy"):
+        audio = audio.detach().cpu().numpy()
     arr = np.asarray(audio)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating)
-        or np.issubdtype(arr.dtype, np.integer)
-        or arr.dtype == np.bool_
-    ):
-        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    is_integer = np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or is_integer):
+        raise TypeError(f"{where} must be a real numeric array of samples; got dtype {arr.dtype}")
+    if is_integer and not integers:
+        raise TypeError(
+            f"{where} has integer dtype {arr.dtype}; pass float samples in [-1, 1] "
+            "(for 16-bit PCM divide by 32768, or read files with rwkv_ts.audio.read_wav)"
+        )
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (mono samples); got shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+        raise ValueError(
+            f"{where} must be 1-D (mono samples); got shape {arr.shape}; average the channels "
+            "of a multichannel recording first"
+        )
+    out = np.array(arr, dtype=dtype, copy=True)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{where} contains NaN or infinite values (or values beyond {out.dtype})")
+    return out
 
 
 def _check_rate(value, name: str) -> int:
@@ -186,7 +217,7 @@ def write_wav(path: str | os.PathLike[str], audio, sample_rate: int) -> Path:
     """
     from rwkv_ts._safefile import write_atomic
 
-    arr = _check_audio(audio)
+    arr = check_samples(audio, dtype=np.float64)
     rate = _check_rate(sample_rate, "sample_rate")
     pcm = np.clip(np.round(np.clip(arr, -1.0, 1.0) * 32768.0), -32768, 32767).astype("<i2")
     buffer = io.BytesIO()
@@ -222,7 +253,7 @@ def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
     >>> y.dtype, y.shape
     (dtype('float32'), (1600,))
     """
-    arr = _check_audio(audio)
+    arr = check_samples(audio, dtype=np.float64)
     orig = _check_rate(orig_sr, "orig_sr")
     target = _check_rate(target_sr, "target_sr")
     if orig == target:

@@ -33,8 +33,10 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from rwkv_ts.audio.features import FrontendConfig, FrontendStream, LogMelFrontend
+from rwkv_ts.audio.io import check_samples
 from rwkv_ts.audio.segments import SegmenterConfig, SpeechSegmenter, segments_from_probabilities
 from rwkv_ts.datasets._audio import frame_labels
+from rwkv_ts.nn.state import flatten_state, restore_state
 
 __all__ = ["RWKVVoiceActivityDetector", "VADResult", "VADStream"]
 
@@ -50,20 +52,10 @@ _STEP_MAX = 4
 
 # ---------------------------------------------------------------------- input checks
 def _as_audio(audio: Any, name: str) -> np.ndarray:
-    """A float32 copy of a 1-D finite signal; errors name ``name``."""
+    """A float32 copy of a 1-D finite float signal (or of a ``VADExample``'s audio)."""
     if hasattr(audio, "audio") and hasattr(audio, "sample_rate"):
         audio = audio.audio
-    arr = np.asarray(audio)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (mono samples); got shape {arr.shape}")
-    out = np.array(arr, dtype=np.float32, copy=True)
-    if not np.isfinite(out).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return out
+    return check_samples(audio, name, integers=False)
 
 
 # ---------------------------------------------------------------------- model pieces
@@ -217,35 +209,6 @@ class _FrameStepper:
             x = x + (kk @ blk["cm_val"]) / (1.0 + np.exp(-rr))
         logit = float(self._ln(x, self.ln_out) @ self.head_w) + self.head_b
         return float(np.float32(1.0) / (np.float32(1.0) + np.exp(np.float32(-logit))))
-
-
-def _flatten(state: Mapping, prefix: str = "") -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _unflatten(template: Mapping, flat: Mapping[str, Any], prefix: str = "") -> dict:
-    out = {}
-    for key, value in template.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out[key] = _unflatten(value, flat, f"{name}.")
-        else:
-            if name not in flat:
-                raise ValueError(f"stream state lacks {name!r}")
-            got = torch.as_tensor(np.asarray(flat[name]))
-            if tuple(got.shape) != tuple(value.shape):
-                raise ValueError(
-                    f"stream state {name!r} has shape {tuple(got.shape)}, the model needs "
-                    f"{tuple(value.shape)}"
-                )
-            out[key] = got.to(value.dtype).clone()
-    return out
 
 
 # ---------------------------------------------------------------------- training data
@@ -721,38 +684,21 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         """Floats in the model's recurrent state (per stream; the front end adds fewer than
         ``frame_len`` buffered samples)."""
         self._check_fitted()
-        return sum(t.numel() for t in _flatten(_zero_state(self.model_)).values())
+        return sum(t.numel() for t in flatten_state(_zero_state(self.model_)).values())
 
     # ------------------------------------------------------------------ saving
     def save(self, path: str | os.PathLike) -> Path:
         """Save to one safetensors file with a JSON header (no pickle); load with
         :func:`rwkv_ts.load`."""
-        from rwkv_ts import __version__
-        from rwkv_ts.persistence import FORMAT_VERSION, _json_params, _write_atomic
+        from rwkv_ts.persistence import save_scaled_model
 
         self._check_fitted()
-        tensors: dict[str, torch.Tensor] = {
-            f"model.{name}": t.detach().cpu().contiguous()
-            for name, t in self.model_.state_dict().items()
-        }
-        tensors["scale.mean"] = torch.from_numpy(np.asarray(self.scale_mean_, dtype=np.float64))
-        tensors["scale.std"] = torch.from_numpy(np.asarray(self.scale_std_, dtype=np.float64))
         header = {
-            "format": VAD_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "rwkv_ts_version": __version__,
-            "estimator": type(self).__name__,
-            "params": _json_params(self.get_params(deep=False)),
-            "config": self.config_.to_dict(),
             "frontend": self.frontend_config_.to_dict(),
-            "history": self.history_,
-            "best_epoch": self.best_epoch_,
-            "n_epochs": self.n_epochs_,
             "n_train_streams": self.n_train_streams_,
             "n_val_streams": self.n_val_streams_,
         }
-        metadata = {"format": VAD_FORMAT, "rwkv_ts": json.dumps(header)}
-        return _write_atomic(tensors, metadata, Path(path))
+        return save_scaled_model(self, path, VAD_FORMAT, header)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -944,7 +890,7 @@ class VADStream:
     def get_state(self) -> dict[str, np.ndarray]:
         """The whole stream state as named arrays (copies)."""
         out = {f"frontend.{k}": v for k, v in self._frontend.get_state().items()}
-        for k, v in _flatten(self._state, "model.").items():
+        for k, v in flatten_state(self._state, "model.").items():
             out[k] = v.detach().cpu().numpy().copy()
         out.update(self._segmenter.get_state())
         flat_segments = np.asarray(self._segments, dtype=np.float64).reshape(-1, 2)
@@ -962,7 +908,7 @@ class VADStream:
         missing = sorted({"segmenter", "segments", "closed"} - set(state))
         if missing:
             raise ValueError(f"stream state lacks {missing}")
-        model_state = _unflatten(_zero_state(self._model), model_flat)
+        model_state = restore_state(_zero_state(self._model), model_flat)
         self._frontend.set_state(frontend)
         self._segmenter.set_state({"segmenter": state["segmenter"]})
         self._state = model_state
