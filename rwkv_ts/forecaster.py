@@ -17,9 +17,9 @@ from rwkv_ts.data.validation import check_memory
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel, dominant_periods, periods_to_distances
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.training import (
-    TrainingOptions,
     check_training_settings,
     inference_device,
+    options_from,
     train_model,
 )
 
@@ -350,21 +350,8 @@ class RWKVForecaster(BaseEstimator):
                 trained,
                 train_data,
                 val_data,
-                TrainingOptions(
-                    loss=loss,
-                    max_epochs=self.max_epochs,
-                    batch_size=batch_size,
-                    learning_rate=self.learning_rate,
-                    weight_decay=self.weight_decay,
-                    patience=self.patience,
-                    accelerator=self.accelerator,
-                    devices=self.devices,
-                    verbose=self.verbose,
-                    random_state=seed,
-                    log_dir=self.log_dir,
-                    on_nonfinite_loss=self.on_nonfinite_loss,
-                    checkpoint_dir=self.checkpoint_dir,
-                    checkpoint_tag=tag,
+                options_from(
+                    self, loss=loss, batch_size=batch_size, random_state=seed, checkpoint_tag=tag
                 ),
             )
         model.eval()

@@ -23,9 +23,9 @@ from rwkv_ts.data.validation import DataValidationError, check_memory
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
 from rwkv_ts.training import (
-    TrainingOptions,
     check_training_settings,
     inference_device,
+    options_from,
     train_model,
 )
 
@@ -253,21 +253,11 @@ class SequenceEstimator(BaseEstimator):
                 trained,
                 train_data,
                 val_data,
-                TrainingOptions(
-                    max_epochs=self.max_epochs,
-                    batch_size=self.batch_size,
-                    learning_rate=self.learning_rate,
-                    weight_decay=self.weight_decay,
-                    patience=self.patience,
-                    accelerator=self.accelerator,
-                    devices=self.devices,
-                    verbose=self.verbose,
+                options_from(
+                    self,
                     random_state=seed,
-                    log_dir=self.log_dir,
                     loss=loss,
                     collate_fn=collate_sequences,
-                    on_nonfinite_loss=self.on_nonfinite_loss,
-                    checkpoint_dir=self.checkpoint_dir,
                     checkpoint_tag=tag,
                 ),
             )

@@ -146,6 +146,40 @@ class TrainingOptions:
     checkpoint_tag: dict = field(default_factory=dict)
 
 
+#: Estimator parameters that :func:`options_from` copies into :class:`TrainingOptions` by name.
+_ESTIMATOR_OPTIONS = (
+    "max_epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "patience",
+    "accelerator",
+    "devices",
+    "verbose",
+    "log_dir",
+    "on_nonfinite_loss",
+    "checkpoint_dir",
+)
+
+
+def options_from(estimator, **settings) -> TrainingOptions:
+    """The :class:`TrainingOptions` of an estimator: its parameters of the same names (those it
+    has) plus ``settings`` (the loss, the collate function, a seed or batch size it resolved).
+
+    Examples
+    --------
+    >>> class Est:
+    ...     max_epochs, learning_rate, verbose = 5, 1e-3, False
+    >>> options = options_from(Est(), loss="cross_entropy")
+    >>> options.max_epochs, options.loss, options.batch_size
+    (5, 'cross_entropy', 128)
+    """
+    values = {
+        name: getattr(estimator, name) for name in _ESTIMATOR_OPTIONS if hasattr(estimator, name)
+    }
+    return TrainingOptions(**{**values, **settings})
+
+
 class ForecastingSystem(pl.LightningModule):
     """Lightning training system: the loss of ``options.loss`` (MSE for forecasting), AdamW,
     warm-up then cosine decay. A batch is ``(*inputs, target)``; the model is called on the

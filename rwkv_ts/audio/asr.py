@@ -441,7 +441,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
             (CTC needs a model token per label plus one between repeated labels), NaN, a 2-D
             array, another sample rate.
         """
-        from rwkv_ts.training import TrainingOptions, train_model
+        from rwkv_ts.training import options_from, train_model
 
         self._check_params()
         vocab, fe_config, config = self._build_configs()
@@ -483,20 +483,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
                 _CTCOutputs(model),
                 train_data,
                 val_data,
-                TrainingOptions(
-                    max_epochs=self.max_epochs,
-                    batch_size=self.batch_size,
-                    learning_rate=self.learning_rate,
-                    weight_decay=self.weight_decay,
-                    patience=self.patience,
-                    accelerator=self.accelerator,
-                    devices=self.devices,
-                    verbose=self.verbose,
-                    random_state=seed,
-                    log_dir=self.log_dir,
-                    loss=CTCLoss(),
-                    collate_fn=_collate,
-                ),
+                options_from(self, random_state=seed, loss=CTCLoss(), collate_fn=_collate),
             )
         model.eval()
         self.vocabulary_ = vocab

@@ -542,7 +542,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         self
         """
         from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
-        from rwkv_ts.training import TrainingOptions, train_model
+        from rwkv_ts.training import options_from, train_model
 
         self._check_params()
         signals, targets = self._examples(audios, labels, "audios")
@@ -609,19 +609,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
                 _FrameLogits(model),
                 train_data,
                 val_data,
-                TrainingOptions(
-                    max_epochs=self.max_epochs,
-                    batch_size=self.batch_size,
-                    learning_rate=self.learning_rate,
-                    weight_decay=self.weight_decay,
-                    patience=self.patience,
-                    accelerator=self.accelerator,
-                    devices=self.devices,
-                    verbose=self.verbose,
-                    random_state=seed,
-                    log_dir=self.log_dir,
-                    loss=_MaskedBCE(),
-                ),
+                options_from(self, random_state=seed, loss=_MaskedBCE()),
             )
         self.model_ = model.to("cpu").eval()
         self.config_ = config
