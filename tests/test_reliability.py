@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from rwkv_ts import RWKVForecaster
@@ -378,3 +379,53 @@ def test_input_too_large_for_memory_is_refused_before_training(monkeypatch, kind
         est.fit(*args)
     assert not trained
     assert isinstance(DataTooLargeError("x"), MemoryError | ValueError)
+
+
+# ---------------------------------------------------------------------------- audio estimators
+
+
+@st.composite
+def audio_inputs(draw):
+    """Hostile audio: arrays of any kind and shape, a valid signal with odd values, oddities."""
+    return draw(
+        st.one_of(
+            arrays(max_ndim=3),
+            st.lists(arrays(max_ndim=1), max_size=3),
+            st.sampled_from([None, 3, "x.wav", [], {"a": 1}, np.zeros(8000, np.int16)]),
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted_audio():
+    from rwkv_ts.audio import RWKVSpeechRecognizer, RWKVVoiceActivityDetector
+
+    rng = np.random.default_rng(0)
+    tiny = dict(d_model=16, head_size=8, n_layers=1, max_epochs=1, random_state=0)
+    audio = (rng.normal(size=16000) * np.repeat(rng.random(100) > 0.5, 160) * 0.3).astype(
+        np.float32
+    )
+    labels = np.repeat(rng.random(100) > 0.5, 160)
+    vad = RWKVVoiceActivityDetector(**tiny, val_fraction=0.0).fit([audio, audio], [labels] * 2)
+    asr = RWKVSpeechRecognizer(**tiny).fit([audio[:8000]] * 2, ["1 2", "1 2"])
+    return vad, asr
+
+
+@FUZZ
+@given(data=audio_inputs())
+def test_audio_estimators_take_hostile_inputs(fitted_audio, data):
+    vad, asr = fitted_audio
+    for fn in (vad.predict_proba, vad.predict_segments, asr.transcribe, asr.token_logits):
+        out = _call(fn, data)
+        if isinstance(out, np.ndarray):
+            assert np.isfinite(out).all()
+    vad_stream, asr_stream = vad.stream(), asr.stream()
+    out = _call(vad_stream.push, data)
+    if out is not None:
+        assert np.isfinite(out.probabilities).all()
+    _call(asr_stream.push, data)
+    # a stream that refused a chunk still takes good audio
+    vad_stream.push(np.zeros(320, np.float32))
+    asr_stream.push(np.zeros(320, np.float32))
+    _call(clone(vad).fit, data, data)
+    _call(asr.transcribe_batch, data)

@@ -166,7 +166,8 @@ def check_samples(
             f"{where} must be 1-D (mono samples); got shape {arr.shape}; average the channels "
             "of a multichannel recording first"
         )
-    out = np.array(arr, dtype=dtype, copy=True)
+    with np.errstate(over="ignore"):  # values beyond the dtype become inf, refused just below
+        out = np.array(arr, dtype=dtype, copy=True)
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{where} contains NaN or infinite values (or values beyond {out.dtype})")
     return out
