@@ -250,12 +250,12 @@ def _unchanged(before, after) -> bool:
     return repr(before) == repr(after)
 
 
-def _call(fn, data, *more):
+def _call(fn, data, *more, documented: tuple = ()):
     """Run an entry point on hostile data: only a result or a documented exception passes."""
     before = _snapshot(data)
     try:
         result = fn(data, *more)
-    except (ValueError, TypeError) as exc:  # DataValidationError, NotFittedError, ModelFileError…
+    except (ValueError, TypeError, *documented) as exc:  # DataValidationError, NotFittedError…
         assert str(exc), f"{type(exc).__name__} without a message"
         result = None
     assert _unchanged(before, data), "the caller's data was modified"
@@ -391,7 +391,7 @@ def audio_inputs(draw):
         st.one_of(
             arrays(max_ndim=3),
             st.lists(arrays(max_ndim=1), max_size=3),
-            st.sampled_from([None, 3, "x.wav", [], {"a": 1}, np.zeros(8000, np.int16)]),
+            st.sampled_from([None, 3, [], {"a": 1}, np.zeros(8000, np.int16)]),
         )
     )
 
@@ -427,5 +427,28 @@ def test_audio_estimators_take_hostile_inputs(fitted_audio, data):
     # a stream that refused a chunk still takes good audio
     vad_stream.push(np.zeros(320, np.float32))
     asr_stream.push(np.zeros(320, np.float32))
-    _call(clone(vad).fit, data, data)
-    _call(asr.transcribe_batch, data)
+    # items of a list may be WAV paths: a string that names no file is FileNotFoundError
+    _call(clone(vad).fit, data, data, documented=(FileNotFoundError,))
+    _call(asr.transcribe_batch, data, documented=(FileNotFoundError,))
+
+
+def test_audio_estimators_read_wav_paths_and_refuse_other_rates(fitted_audio, tmp_path):
+    from rwkv_ts.audio import resample, write_wav
+
+    vad, asr = fitted_audio
+    rng = np.random.default_rng(1)
+    audio = (rng.normal(size=8000) * 0.1).astype(np.float32)
+    path = write_wav(tmp_path / "a.wav", audio, 16000)
+    # a path reads the file: the same answer as its samples (16-bit rounding aside)
+    from rwkv_ts.audio import read_wav
+
+    samples, _ = read_wav(path)
+    np.testing.assert_array_equal(vad.predict_proba(path), vad.predict_proba(samples))
+    with pytest.raises(ValueError, match="16000 Hz but the model works at 8000 Hz"):
+        asr.transcribe(path)
+    eight = write_wav(tmp_path / "b.wav", resample(audio, 16000, 8000), 8000)
+    np.testing.assert_array_equal(
+        asr.token_logits(str(eight)), asr.token_logits(read_wav(eight)[0])
+    )
+    with pytest.raises(FileNotFoundError):
+        vad.predict_proba(tmp_path / "missing.wav")

@@ -41,7 +41,7 @@ from rwkv_ts.audio.ctc import (
     greedy_decode,
 )
 from rwkv_ts.audio.features import FrontendConfig, LogMelFrontend
-from rwkv_ts.audio.io import check_samples
+from rwkv_ts.audio.io import check_samples, model_signal
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
 from rwkv_ts.nn.state import flatten_state, restore_state
 
@@ -333,17 +333,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
 
     # ------------------------------------------------------------------ data
     def _audio_of(self, item: Any, where: str, sample_rate: int | None = None) -> np.ndarray:
-        rate = sample_rate
-        if _is_utterance(item):
-            rate = getattr(item, "sample_rate", rate)
-            item = item.audio
-        if rate is not None and int(rate) != int(self.sample_rate):
-            raise ValueError(
-                f"{where} is sampled at {int(rate)} Hz but the recogniser works at "
-                f"{int(self.sample_rate)} Hz; resample it first with "
-                f"rwkv_ts.audio.resample(audio, {int(rate)}, {int(self.sample_rate)})"
-            )
-        return check_samples(item, where, integers=False)
+        return model_signal(item, self.sample_rate, where, sample_rate)
 
     def _items(
         self, audios: Any, transcripts: Any, name: str, sample_rate: int | None = None
@@ -531,8 +521,8 @@ class RWKVSpeechRecognizer(BaseEstimator):
         return self._logits_batch([feats], 1)[0]
 
     def transcribe(self, audio: Any, sample_rate: int | None = None) -> str:
-        """Greedy CTC transcript of one recording (a 1-D float array at ``sample_rate``, or an
-        utterance object).
+        """Greedy CTC transcript of one recording: a 1-D float array at ``sample_rate``, a WAV file
+        path, or an utterance object.
 
         ``sample_rate``, when given, is checked against the recogniser's.
         """

@@ -173,6 +173,37 @@ def check_samples(
     return out
 
 
+def model_signal(item, model_rate: int, where: str, sample_rate: int | None = None) -> np.ndarray:
+    """The float32 samples an estimator working at ``model_rate`` reads from ``item``: a 1-D
+    array (at ``sample_rate`` when given), a WAV file path, or an example with ``audio`` and
+    ``sample_rate`` attributes (``VADExample``, ``DigitUtterance``).
+
+    Audio at another rate is refused with an error naming both rates and how to resample; raw
+    integer PCM is refused (see :func:`check_samples`).
+
+    Examples
+    --------
+    >>> model_signal(np.zeros(4), 8000, "audio").dtype
+    dtype('float32')
+    >>> model_signal(np.zeros(4), 8000, "audio", sample_rate=16000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: audio is sampled at 16000 Hz but the model works at 8000 Hz; resample it ...
+    """
+    rate = sample_rate
+    if isinstance(item, str | os.PathLike):
+        item, rate = read_wav(item)
+    elif hasattr(item, "audio") and hasattr(item, "sample_rate"):
+        item, rate = item.audio, item.sample_rate
+    if rate is not None and int(rate) != int(model_rate):
+        raise ValueError(
+            f"{where} is sampled at {int(rate)} Hz but the model works at {int(model_rate)} Hz; "
+            f"resample it first with rwkv_ts.audio.resample(audio, {int(rate)}, "
+            f"{int(model_rate)})"
+        )
+    return check_samples(item, where, integers=False)
+
+
 def _check_rate(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer (Hz); got {value!r}")

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from rwkv_ts.audio.features import FrontendConfig, FrontendStream, LogMelFrontend
-from rwkv_ts.audio.io import check_samples
+from rwkv_ts.audio.io import check_samples, model_signal
 from rwkv_ts.audio.segments import SegmenterConfig, SpeechSegmenter, segments_from_probabilities
 from rwkv_ts.datasets._audio import frame_labels
 from rwkv_ts.nn.state import flatten_state, restore_state
@@ -51,13 +51,6 @@ _STEP_MAX = 4
 
 
 # ---------------------------------------------------------------------- input checks
-def _as_audio(audio: Any, name: str) -> np.ndarray:
-    """A float32 copy of a 1-D finite float signal (or of a ``VADExample``'s audio)."""
-    if hasattr(audio, "audio") and hasattr(audio, "sample_rate"):
-        audio = audio.audio
-    return check_samples(audio, name, integers=False)
-
-
 # ---------------------------------------------------------------------- model pieces
 class _MaskedBCE:
     """Per-frame binary cross-entropy with logits; NaN targets are padding."""
@@ -488,7 +481,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         cfg = self._frontend_config()
         signals, targets = [], []
         for i, (a, y) in enumerate(zip(audios, labels, strict=True)):
-            x = _as_audio(a, f"{what}[{i}]")
+            x = model_signal(a, self.sample_rate, f"{what}[{i}]")
             n_frames = cfg.n_frames(x.size)
             if n_frames == 0:
                 raise ValueError(
@@ -622,13 +615,14 @@ class RWKVVoiceActivityDetector(BaseEstimator):
 
     # ------------------------------------------------------------------ inference
     def predict_proba(self, audio: Any) -> np.ndarray:
-        """Speech probability of every frame, float32 ``(n_frames,)``.
+        """Speech probability of every frame, float32 ``(n_frames,)``, of ``audio``: a 1-D float
+        array at the detector's ``sample_rate``, a WAV file path, or a ``VADExample``.
 
         Frame ``t`` covers samples ``[t * hop, t * hop + frame_len)`` and its probability depends
         on no later sample; ``(0,)`` when the audio is shorter than one frame.
         """
         self._check_fitted()
-        x = _as_audio(audio, "audio")
+        x = model_signal(audio, self.sample_rate, "audio")
         feats = self._standardise(LogMelFrontend(self.frontend_config_).transform(x))
         model = self.model_.to("cpu").eval()
         state = _zero_state(model)
@@ -836,7 +830,7 @@ class VADStream:
         """Feed the next samples (a 1-D array of any length, at the detector's sample rate)."""
         if self._closed:
             raise RuntimeError("the stream was flushed; call reset() to start a new recording")
-        samples = _as_audio(chunk, "chunk")
+        samples = check_samples(chunk, "chunk", integers=False)
         first = self._frontend.n_frames
         feats = self._frontend.push(samples)
         k = len(feats)
