@@ -191,7 +191,7 @@ def main(argv=None) -> dict:
     progress = _Progress(args.time_budget_min * 60)
     t0 = time.perf_counter()
     with training_callbacks(progress):
-        asr.fit(train, val_audios=val)
+        asr.fit(train, validation=val)
     train_s = time.perf_counter() - t0
     if args.save_model:
         asr.save(args.save_model)

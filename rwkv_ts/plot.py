@@ -228,3 +228,93 @@ def plot_training_curves(
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="best", fontsize=8)
     return _finish(fig, path)
+
+
+def plot_speech_activity(
+    audio: np.ndarray,
+    sample_rate: int,
+    probabilities: np.ndarray,
+    frame_times: np.ndarray,
+    *,
+    segments: list[tuple[float, float]] | None = None,
+    labels: np.ndarray | None = None,
+    threshold: float | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+):
+    """Plot a recording's waveform over its speech probabilities, detected segments and (when
+    known) the true speech frames.
+
+    Parameters
+    ----------
+    audio : array, shape (n,)
+        The samples.
+    sample_rate : int
+        Samples per second.
+    probabilities, frame_times : arrays, shape (n_frames,)
+        A detector's ``predict_proba(audio)`` and ``frame_times(n_frames)`` (seconds at which each
+        frame is known).
+    segments : list of (start_s, end_s), optional
+        Detected speech segments, shaded.
+    labels : array of 0/1, shape (n_frames,), optional
+        True speech frames, drawn as a step line.
+    threshold : float, optional
+        The onset threshold, drawn as a dashed line.
+    path : optional
+        Write the figure there and close it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sr = 16000
+    >>> audio = np.random.default_rng(0).normal(scale=0.1, size=sr)
+    >>> times = (np.arange(98) * 160 + 400) / sr
+    >>> fig = plot_speech_activity(audio, sr, np.linspace(0, 1, 98), times,
+    ...                            segments=[(0.3, 0.6)], threshold=0.5)
+    >>> len(fig.axes)
+    2
+    """
+    audio = np.asarray(audio, dtype=np.float64).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    frame_times = np.asarray(frame_times, dtype=np.float64).reshape(-1)
+    if probabilities.shape != frame_times.shape:
+        raise ValueError(
+            f"probabilities {probabilities.shape} and frame_times {frame_times.shape} differ"
+        )
+    if labels is not None and np.shape(labels) != probabilities.shape:
+        raise ValueError(
+            f"labels {np.shape(labels)} must match probabilities {probabilities.shape}"
+        )
+    _use_agg(path)
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(9, 4.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]}
+    )
+    t = np.arange(audio.size) / float(sample_rate)
+    top.plot(t, audio, color="0.35", lw=0.4)
+    top.set_ylabel("waveform")
+    for start, end in segments or []:
+        for ax in (top, bottom):
+            ax.axvspan(start, end, color="tab:green", alpha=0.15, lw=0)
+    bottom.plot(frame_times, probabilities, color="tab:blue", lw=1.2, label="P(speech)")
+    if labels is not None:
+        bottom.step(
+            frame_times, np.asarray(labels, dtype=float), where="post", color="tab:red", lw=0.9,
+            alpha=0.8, label="true speech",
+        )  # fmt: skip
+    if threshold is not None:
+        bottom.axhline(threshold, color="0.4", ls="--", lw=0.8, label=f"onset {threshold:g}")
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_xlabel("time (s)")
+    bottom.set_ylabel("probability")
+    bottom.legend(loc="upper right", fontsize=8)
+    if title:
+        top.set_title(title)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _finish(fig, path)

@@ -242,7 +242,7 @@ def digits_data(shared_data_home):
 @pytest.fixture(scope="module")
 def trained(digits_data):
     train, val, _ = digits_data
-    asr = RWKVSpeechRecognizer(max_epochs=2, **TINY).fit(train, val_audios=val)
+    asr = RWKVSpeechRecognizer(max_epochs=2, **TINY).fit(train, validation=val)
     # Two epochs of CTC on 48 utterances mostly predict blanks; lower the blank's bias so that the
     # decoded text is not empty and the streaming == offline checks compare real text.
     with torch.no_grad():

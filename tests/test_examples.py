@@ -33,6 +33,8 @@ def test_there_is_an_example_per_task():
         "rul_cmapss.py",
         "tune_optuna.py",
         "sktime_panel.py",
+        "vad_stream.py",
+        "asr_digits.py",
     } <= set(SCRIPTS)
 
 

@@ -402,8 +402,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
         audios: Any,
         transcripts: Sequence[str] | None = None,
         *,
-        val_audios: Any = None,
-        val_transcripts: Sequence[str] | None = None,
+        validation: Any = None,
     ) -> RWKVSpeechRecognizer:
         """Train on recordings and their transcripts.
 
@@ -415,9 +414,9 @@ class RWKVSpeechRecognizer(BaseEstimator):
             be ``None``.
         transcripts : list of str, optional
             One transcript per recording, in the vocabulary.
-        val_audios, val_transcripts : optional
-            Validation utterances for early stopping (the same forms); when given,
-            ``val_fraction`` is not used.
+        validation : list of utterances, or (audios, transcripts), optional
+            Validation utterances for early stopping (the same forms as ``audios`` and
+            ``transcripts``); when given, ``val_fraction`` is not used.
 
         Returns
         -------
@@ -438,9 +437,13 @@ class RWKVSpeechRecognizer(BaseEstimator):
         frontend = LogMelFrontend(fe_config)
         features, labels = self._prepare(audios, transcripts, "audios", vocab, frontend, config)
         rng = np.random.default_rng(self.random_state)
-        if val_audios is not None:
+        if validation is not None:
+            val_audios, val_transcripts = (
+                validation if isinstance(validation, tuple) and len(validation) == 2
+                else (validation, None)
+            )  # fmt: skip
             val_features, val_labels = self._prepare(
-                val_audios, val_transcripts, "val_audios", vocab, frontend, config
+                val_audios, val_transcripts, "validation", vocab, frontend, config
             )
         elif self.val_fraction > 0 and len(features) >= 4:
             n_val = min(max(int(round(self.val_fraction * len(features))), 1), len(features) - 1)
