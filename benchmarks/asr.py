@@ -69,6 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save-model", default=None, help="also save the fitted model there")
     p.add_argument("--out", default="asr")
     p.add_argument(
+        "--note",
+        default=None,
+        help="with --remeasure: what changed since the full run (printed with the results)",
+    )
+    p.add_argument(
         "--remeasure",
         default=None,
         metavar="MODEL",
@@ -290,6 +295,7 @@ def remeasure(args, data_home) -> dict:
         "machine": machine(),
         "stream_10ms": stream_measure(asr, subset, chunk=80),
         "stream_100ms": stream_measure(asr, subset, chunk=800),
+        "note": args.note,
     }
     write_json(path, result)
     (RESULTS / f"{args.out}.md").write_text(markdown(result))
@@ -377,8 +383,11 @@ def markdown(r: dict) -> str:
             "## Stream measured again on an idle core",
             "",
             "During the run above other jobs shared the pinned core, which inflates the timings. "
-            f"The saved model was measured again with `taskset -c 1 {q['command']}` on "
-            f"{q['date']} with the core otherwise idle (same test utterances):",
+            "The saved model was measured again with "
+            f"`taskset -c 1 {q['command'].split(' --note')[0]}` on "
+            f"{q['date']} with the core otherwise idle (same test utterances)"
+            + (f". {q['note']}" if q.get("note") else "")
+            + ":",
             "",
             "| metric | value | target |",
             "|---|---:|---:|",

@@ -31,6 +31,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from torch.utils.data import Dataset
 
+from rwkv_ts.audio._stepper import TokenStepper
 from rwkv_ts.audio.ctc import (
     CTCLoss,
     GreedyCTCDecoder,
@@ -66,6 +67,10 @@ _MODEL_PARAMS = (
 
 
 # ---------------------------------------------------------------------- input checks
+
+
+#: Pushes that complete at most this many tokens run them through the numpy step.
+_STEP_MAX = 4
 
 
 def _is_utterance(item: Any) -> bool:
@@ -666,6 +671,7 @@ class SpeechStream:
         self._mean = np.asarray(recognizer.scale_mean_, dtype=np.float32)
         self._std = np.asarray(recognizer.scale_std_, dtype=np.float32)
         self._decoder = GreedyCTCDecoder(recognizer.vocabulary_)
+        self._stepper = TokenStepper(self._model)
         self.reset()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -718,13 +724,19 @@ class SpeechStream:
         if k <= 0:
             return np.zeros((0, cfg.n_outputs), dtype=np.float32)
         # the pending frames start at the first frame of the next token
-        x = torch.from_numpy(self._frames[: (k - 1) * cfg.stride + cfg.patch_len])[None]
-        model = self._model
-        with torch.inference_mode():
-            h = model.embed(x)
-            for i, block in enumerate(model.blocks):
-                h, self._blocks[str(i)] = block.scan(h, self._blocks[str(i)])
-            logits = model.head(model.pool(model.ln_out(h)))[0].numpy()
+        pending = self._frames[: (k - 1) * cfg.stride + cfg.patch_len]
+        if k <= _STEP_MAX and self._stepper.supported:
+            # a token or a few (small chunks): numpy, without torch's per-operation overhead
+            starts = np.arange(k) * cfg.stride
+            patches = pending[starts[:, None] + np.arange(cfg.patch_len)]
+            logits = self._stepper.tokens(patches, self._blocks)
+        else:
+            model = self._model
+            with torch.inference_mode():
+                h = model.embed(torch.from_numpy(pending)[None])
+                for i, block in enumerate(model.blocks):
+                    h, self._blocks[str(i)] = block.scan(h, self._blocks[str(i)])
+                logits = model.head(model.pool(model.ln_out(h)))[0].numpy()
         self._frames = self._frames[k * cfg.stride :].copy()
         self._n_tokens += k
         self._decoder.push_many(best_path(logits).tolist())

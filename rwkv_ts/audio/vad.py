@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from rwkv_ts.audio._stepper import TokenStepper
 from rwkv_ts.audio.features import FrontendConfig, FrontendStream, LogMelFrontend
 from rwkv_ts.audio.io import check_samples, model_signal
 from rwkv_ts.audio.segments import SegmenterConfig, SpeechSegmenter, segments_from_probabilities
@@ -93,115 +94,6 @@ def _scan(model: nn.Module, x: torch.Tensor, state: dict) -> tuple[torch.Tensor,
         h, new[str(i)] = block.scan(h, state[str(i)])
     logits = model.head(model.ln_out(h))[0, :, 0]
     return torch.sigmoid(logits), new
-
-
-class _FrameStepper:
-    """One frame through the model in numpy float32: the recurrent form of :func:`_scan` without
-    torch's per-operation overhead (for small chunks, e.g. 10 ms of audio per push).
-
-    It reads the same weights and updates the same state tensors (in the layout of
-    :func:`_zero_state`), so the two can be mixed freely; the numbers agree to float32 rounding.
-    Models with a TCN branch are not supported (``supported`` is False; use :func:`_scan`).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        def a(t: torch.Tensor) -> np.ndarray:
-            return t.detach().cpu().numpy().astype(np.float32)
-
-        self.supported = all(block.tcn is None for block in model.blocks)
-        self.embed_w, self.embed_b = a(model.embed.proj.weight).T.copy(), a(model.embed.proj.bias)
-        self.blocks = []
-        for block in model.blocks:
-            tm, cm = block.time_mix, block.channel_mix
-            mixer = tm.shift.mixer
-            self.blocks.append(
-                {
-                    "ln1": (a(block.ln1.weight), a(block.ln1.bias), block.ln1.eps),
-                    "ln2": (a(block.ln2.weight), a(block.ln2.bias), block.ln2.eps),
-                    "distances": tm.shift.distances,
-                    "mixer": None if mixer is None else (a(mixer.weight).T.copy(), a(mixer.bias)),
-                    "maa_x": a(tm.maa_x),
-                    "maa": a(tm.maa),
-                    "maa_w1": a(tm.maa_w1),
-                    "maa_w2": a(tm.maa_w2),
-                    "decay": a(tm.time_decay),
-                    "decay_w": (a(tm.decay_w1), a(tm.decay_w2)) if tm.data_decay else None,
-                    "u": a(tm.bonus),
-                    "rkvg": np.stack(
-                        [a(tm.receptance.weight).T, a(tm.key.weight).T, a(tm.value.weight).T]
-                    ),
-                    "gate": a(tm.gate.weight).T.copy(),
-                    "out": a(tm.output.weight).T.copy(),
-                    "gn": (a(tm.ln_x.weight), a(tm.ln_x.bias), tm.ln_x.eps, tm.n_heads),
-                    "cm_maa": (a(cm.maa_k), a(cm.maa_r)),
-                    "cm_key": a(cm.key.weight).T.copy(),
-                    "cm_rec": a(cm.receptance.weight).T.copy(),
-                    "cm_val": a(cm.value.weight).T.copy(),
-                }
-            )
-        self.ln_out = (a(model.ln_out.weight), a(model.ln_out.bias), model.ln_out.eps)
-        self.head_w = a(model.head.weight)[0].copy()
-        self.head_b = float(model.head.bias.detach()[0])
-
-    @staticmethod
-    def _ln(x: np.ndarray, p) -> np.ndarray:
-        w, b, eps = p
-        # np.add.reduce: ndarray.mean's Python wrapper costs more than the sum itself here
-        c = x - np.add.reduce(x) / np.float32(x.size)
-        var = np.add.reduce(c * c) / np.float32(x.size)
-        return c / np.sqrt(var + np.float32(eps)) * w + b
-
-    def __call__(self, frame: np.ndarray, state: dict) -> float:
-        """Speech probability of one standardised frame (n_mels,); updates ``state`` in place."""
-        x = frame @ self.embed_w + self.embed_b
-        for i, blk in enumerate(self.blocks):
-            st = state[str(i)]
-            buf = st["time_mix"]["shift"]["buffer"].numpy()  # (1, max_d, D), shares memory
-            S = st["time_mix"]["wkv"].numpy()[0]  # (H, N, N)
-            last = st["channel_mix"]["last"].numpy()  # (1, D)
-            h = self._ln(x, blk["ln1"])
-            maxd = buf.shape[1]
-            if blk["mixer"] is None:
-                shifted = buf[0, maxd - blk["distances"][0]]
-            else:
-                z = h @ blk["mixer"][0] + blk["mixer"][1]
-                e = np.exp(z - z.max())
-                wts = e / e.sum()
-                shifted = sum(wts[j] * buf[0, maxd - d] for j, d in enumerate(blk["distances"]))
-            buf[0, :-1] = buf[0, 1:].copy()
-            buf[0, -1] = h
-            xx = shifted - h
-            lora = np.tanh((h + xx * blk["maa_x"]) @ blk["maa_w1"])
-            lora = lora.reshape(blk["maa"].shape[0], -1)
-            mix = np.einsum("fr,frd->fd", lora, blk["maa_w2"]) + blk["maa"]
-            xs = h + xx * mix  # (5, D): w, k, v, r, g
-            r = xs[3] @ blk["rkvg"][0]
-            k = xs[1] @ blk["rkvg"][1]
-            v = xs[2] @ blk["rkvg"][2]
-            xg = xs[4] @ blk["gate"]
-            g = xg / (1.0 + np.exp(-xg))
-            w = blk["decay"]
-            if blk["decay_w"] is not None:
-                w = w + np.tanh(xs[0] @ blk["decay_w"][0]) @ blk["decay_w"][1]
-            H, N = blk["u"].shape
-            r, k, v = r.reshape(H, N), k.reshape(H, N), v.reshape(H, N)
-            d = np.exp(-np.exp(np.minimum(w, np.float32(40.0)))).reshape(H, N)
-            y = ((r * blk["u"]) * k).sum(-1, keepdims=True) * v + np.einsum("hn,hnm->hm", r, S)
-            S *= d[:, :, None]
-            S += k[:, :, None] * v[:, None, :]
-            gw, gb, geps, _ = blk["gn"]
-            c = y - np.add.reduce(y, axis=-1, keepdims=True) / np.float32(N)
-            var = np.add.reduce(c * c, axis=-1, keepdims=True) / np.float32(N)
-            y = (c / np.sqrt(var + np.float32(geps))).reshape(-1) * gw + gb
-            x = x + (y * g) @ blk["out"]
-            h2 = self._ln(x, blk["ln2"])
-            xx = last[0] - h2
-            last[0] = h2
-            kk = np.maximum((h2 + xx * blk["cm_maa"][0]) @ blk["cm_key"], 0) ** 2
-            rr = (h2 + xx * blk["cm_maa"][1]) @ blk["cm_rec"]
-            x = x + (kk @ blk["cm_val"]) / (1.0 + np.exp(-rr))
-        logit = float(self._ln(x, self.ln_out) @ self.head_w) + self.head_b
-        return float(np.float32(1.0) / (np.float32(1.0) + np.exp(np.float32(-logit))))
 
 
 # ---------------------------------------------------------------------- training data
@@ -788,7 +680,7 @@ class VADStream:
         self._model = detector.model_.to("cpu").eval()
         self._frontend = FrontendStream(LogMelFrontend(detector.frontend_config_))
         self._segmenter = SpeechSegmenter(detector._segmenter_config())
-        self._stepper = _FrameStepper(self._model)
+        self._stepper = TokenStepper(self._model)
         self.reset()
 
     def reset(self) -> VADStream:
@@ -837,7 +729,8 @@ class VADStream:
         if 0 < k <= _STEP_MAX and self._stepper.supported:
             # a few frames (small chunks): numpy, one frame at a time, without torch's overhead
             x = self._det._standardise(feats)
-            proba = np.array([self._stepper(row, self._state) for row in x], dtype=np.float32)
+            logits = self._stepper.tokens(x, self._state)[:, 0]
+            proba = np.float32(1.0) / (np.float32(1.0) + np.exp(-logits))
         elif k:
             x = torch.from_numpy(self._det._standardise(feats))
             with torch.inference_mode():
