@@ -507,7 +507,11 @@ def _fingerprint(
     from rwkv_ts._checkpoint import data_digest
 
     loss = options.loss
-    loss_name = loss if isinstance(loss, str) else getattr(loss, "__qualname__", repr(loss))
+    if isinstance(loss, str):
+        loss_name = loss
+    else:  # a function by its name; a loss object by its class (its repr has an address)
+        named = loss if hasattr(loss, "__qualname__") else type(loss)
+        loss_name = f"{named.__module__}.{named.__qualname__}"
     architecture = [
         type(model).__qualname__,
         [[name, list(t.shape), str(t.dtype)] for name, t in model.state_dict().items()],

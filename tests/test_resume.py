@@ -358,3 +358,57 @@ def test_fault_settings_are_validated_and_kept_as_given(tmp_path):
         assert clone(cls(checkpoint_dir=str(tmp_path))).checkpoint_dir == str(tmp_path)
         assert cls().get_params()["on_nonfinite_loss"] == "raise"
         assert cls().get_params()["checkpoint_dir"] is None
+
+
+def test_audio_estimators_resume_to_the_uninterrupted_result(tmp_path):
+    from rwkv_ts.audio import RWKVSpeechRecognizer, RWKVVoiceActivityDetector
+
+    rng = np.random.default_rng(3)
+    tiny = dict(
+        d_model=16, head_size=8, n_layers=1, dropout=0.3, max_epochs=4, batch_size=2,
+        learning_rate=1e-2, random_state=0, accelerator="cpu",
+    )  # fmt: skip
+    speech = [np.repeat(rng.random(60) > 0.5, 160) for _ in range(6)]
+    audios = [(rng.normal(size=s.size) * (0.05 + 0.3 * s)).astype(np.float32) for s in speech]
+    vad_kwargs = dict(tiny, crop_s=0.3, val_fraction=0.0)
+    vad_val = (audios[:2], speech[:2])
+    reference = RWKVVoiceActivityDetector(**vad_kwargs).fit(audios, speech, validation=vad_val)
+    folder = tmp_path / "vad"
+    _crash(
+        lambda: RWKVVoiceActivityDetector(**vad_kwargs, checkpoint_dir=folder).fit(
+            audios, speech, validation=vad_val
+        ),
+        CrashAt(2),
+    )
+    assert read_checkpoint(folder / CHECKPOINT_NAME)[1]["epoch"] == 1
+    torch.rand(3)  # the crops come from the global generator: the checkpoint must restore it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # it resumes, not restarts
+        resumed = RWKVVoiceActivityDetector(**vad_kwargs, checkpoint_dir=folder).fit(
+            audios, speech, validation=vad_val
+        )
+    np.testing.assert_array_equal(
+        resumed.predict_proba(audios[0]), reference.predict_proba(audios[0])
+    )
+    _assert_same_fit(resumed, reference)
+
+    clips = [a[:4800] for a in audios]
+    texts = ["1 2", "3", "4 5", "1 2", "3", "4 5"]
+    validation = (clips[:2], texts[:2])
+    reference = RWKVSpeechRecognizer(**tiny).fit(clips, texts, validation=validation)
+    folder = tmp_path / "asr"
+    _crash(
+        lambda: RWKVSpeechRecognizer(**tiny, checkpoint_dir=folder).fit(
+            clips, texts, validation=validation
+        ),
+        CrashAt(2),
+    )
+    assert read_checkpoint(folder / CHECKPOINT_NAME)[1]["epoch"] == 1
+    torch.rand(3)  # the augmentation draws from the global generator too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)
+        resumed = RWKVSpeechRecognizer(**tiny, checkpoint_dir=folder).fit(
+            clips, texts, validation=validation
+        )
+    np.testing.assert_array_equal(resumed.token_logits(clips[0]), reference.token_logits(clips[0]))
+    _assert_same_fit(resumed, reference)

@@ -97,7 +97,6 @@ class _Utterances(Dataset):
         std: np.ndarray,
         log_floor: float,
         augment: bool,
-        seed: int | None,
     ) -> None:
         self.features = features
         self.labels = labels
@@ -105,7 +104,6 @@ class _Utterances(Dataset):
         self.std = std.astype(np.float32)
         self.floor = np.float32(np.log(log_floor))
         self.augment = augment
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -119,17 +117,22 @@ class _Utterances(Dataset):
 
     def _augment(self, feats: np.ndarray) -> np.ndarray:
         # random gain (+-6 dB: an offset in the log-power domain, floored like the front end)
-        # and SpecAugment-style masks of mel bands and short time spans (set to the band mean)
-        rng = self.rng
-        out = np.maximum(feats + np.float32(rng.uniform(-1.38, 1.38)), self.floor)
+        # and SpecAugment-style masks of mel bands and short time spans (set to the band mean).
+        # Drawn from torch's global generator, which the estimator seeds and a training
+        # checkpoint saves: a resumed fit augments as an uninterrupted one would.
+        def integer(low: int, high: int) -> int:  # uniform in [low, high)
+            return int(torch.randint(low, high, ()))
+
+        gain = np.float32(torch.empty(()).uniform_(-1.38, 1.38).item())
+        out = np.maximum(feats + gain, self.floor)
         n_frames, n_mels = out.shape
         for _ in range(2):
-            width = int(rng.integers(0, max(n_mels // 8, 1) + 1))
-            start = int(rng.integers(0, n_mels - width + 1))
+            width = integer(0, max(n_mels // 8, 1) + 1)
+            start = integer(0, n_mels - width + 1)
             out[:, start : start + width] = self.mean[start : start + width]
         for _ in range(2):
-            width = int(rng.integers(0, min(6, max(n_frames // 10, 1)) + 1))
-            start = int(rng.integers(0, n_frames - width + 1))
+            width = integer(0, min(6, max(n_frames // 10, 1)) + 1)
+            start = integer(0, n_frames - width + 1)
             out[start : start + width] = self.mean
         return out
 
@@ -198,6 +201,15 @@ class RWKVSpeechRecognizer(BaseEstimator):
     accelerator, devices : Lightning settings, default "auto" and 1
     verbose : bool, default False
     log_dir : str or None, default None
+    on_nonfinite_loss : {"raise", "skip"}, default "raise"
+        What a NaN or infinite training loss (or gradient) does: ``"raise"`` stops training with
+        :class:`rwkv_ts.training.TrainingDivergedError` naming the epoch and step; ``"skip"``
+        leaves that batch's optimiser step out with a ``RuntimeWarning`` naming them.
+    checkpoint_dir : str or None, default None
+        A folder for a training checkpoint written at the end of every epoch; a ``fit`` killed
+        part-way and run again with the same folder, data and parameters resumes from the last
+        complete epoch to the model of an uninterrupted fit (bit for bit on the CPU with a fixed
+        ``random_state``), as for :class:`rwkv_ts.RWKVForecaster`.
 
     Attributes
     ----------
@@ -259,6 +271,8 @@ class RWKVSpeechRecognizer(BaseEstimator):
         devices: int | str = 1,
         verbose: bool = False,
         log_dir: str | None = None,
+        on_nonfinite_loss: str = "raise",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.vocabulary = vocabulary
         self.sample_rate = sample_rate
@@ -288,9 +302,14 @@ class RWKVSpeechRecognizer(BaseEstimator):
         self.devices = devices
         self.verbose = verbose
         self.log_dir = log_dir
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------------ configuration
     def _check_params(self) -> None:
+        from rwkv_ts.training import check_training_settings
+
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
         for name in ("sample_rate", "patch_len", "stride", "max_epochs", "batch_size", "patience"):
             _positive_int(name, getattr(self, name))
         if self.stride > self.patch_len:
@@ -467,13 +486,18 @@ class RWKVSpeechRecognizer(BaseEstimator):
         std = np.where(std > 1e-6, std, 1.0)
         seed = self.random_state
         train_data = _Utterances(
-            features, labels, mean, std, fe_config.log_floor, bool(self.augment), seed
+            features, labels, mean, std, fe_config.log_floor, bool(self.augment)
         )
         val_data = (
-            _Utterances(val_features, val_labels, mean, std, fe_config.log_floor, False, None)
+            _Utterances(val_features, val_labels, mean, std, fe_config.log_floor, False)
             if val_features
             else None
         )
+        tag = {}
+        if self.checkpoint_dir is not None:
+            from rwkv_ts._checkpoint import estimator_tag
+
+            tag = estimator_tag(self, features, labels, val_features, val_labels)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVSequenceModel(config)
@@ -481,7 +505,9 @@ class RWKVSpeechRecognizer(BaseEstimator):
                 _CTCOutputs(model),
                 train_data,
                 val_data,
-                options_from(self, random_state=seed, loss=CTCLoss(), collate_fn=_collate),
+                options_from(
+                    self, random_state=seed, loss=CTCLoss(), collate_fn=_collate, checkpoint_tag=tag
+                ),
             )
         model.eval()
         self.vocabulary_ = vocab

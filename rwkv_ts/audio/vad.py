@@ -99,16 +99,16 @@ def _scan(model: nn.Module, x: torch.Tensor, state: dict) -> tuple[torch.Tensor,
 # ---------------------------------------------------------------------- training data
 class _CropDataset(Dataset):
     """Random fixed-length crops of the training streams, drawn afresh on every access (so every
-    epoch sees new crops); streams shorter than a crop are padded (NaN targets)."""
+    epoch sees new crops); streams shorter than a crop are padded (NaN targets).
 
-    def __init__(
-        self, feats: list[np.ndarray], targets: list[np.ndarray], crop: int, n_items: int, seed
-    ):
+    The crops are drawn from torch's global generator, which the estimator seeds and a training
+    checkpoint saves, so a resumed fit draws the crops an uninterrupted one would."""
+
+    def __init__(self, feats: list[np.ndarray], targets: list[np.ndarray], crop: int, n_items: int):
         self.feats = feats
         self.targets = targets
         self.crop = crop
         self.n_items = n_items
-        self.rng = np.random.default_rng(seed)
         self.n_mels = feats[0].shape[1]
 
     def __len__(self) -> int:
@@ -122,7 +122,7 @@ class _CropDataset(Dataset):
         if len(f) <= self.crop:
             x[: len(f)], t[: len(f)] = f, y
         else:
-            start = int(self.rng.integers(0, len(f) - self.crop + 1))
+            start = int(torch.randint(0, len(f) - self.crop + 1, ()))
             x[:], t[:] = f[start : start + self.crop], y[start : start + self.crop]
         return torch.from_numpy(x), torch.from_numpy(t)
 
@@ -188,6 +188,15 @@ class RWKVVoiceActivityDetector(BaseEstimator):
     verbose : bool, default False
         Show a progress bar while training.
     log_dir : str or None, default None
+    on_nonfinite_loss : {"raise", "skip"}, default "raise"
+        What a NaN or infinite training loss (or gradient) does: ``"raise"`` stops training with
+        :class:`rwkv_ts.training.TrainingDivergedError` naming the epoch and step; ``"skip"``
+        leaves that batch's optimiser step out with a ``RuntimeWarning`` naming them.
+    checkpoint_dir : str or None, default None
+        A folder for a training checkpoint written at the end of every epoch; a ``fit`` killed
+        part-way and run again with the same folder, data and parameters resumes from the last
+        complete epoch to the model of an uninterrupted fit (bit for bit on the CPU with a fixed
+        ``random_state``), as for :class:`rwkv_ts.RWKVForecaster`.
 
     Attributes
     ----------
@@ -263,6 +272,8 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         devices: int | str = "auto",
         verbose: bool = False,
         log_dir: str | None = None,
+        on_nonfinite_loss: str = "raise",
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.sample_rate = sample_rate
         self.n_mels = n_mels
@@ -295,6 +306,8 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         self.devices = devices
         self.verbose = verbose
         self.log_dir = log_dir
+        self.on_nonfinite_loss = on_nonfinite_loss
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------------ configuration
     def _frontend_config(self) -> FrontendConfig:
@@ -319,6 +332,9 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         )
 
     def _check_params(self) -> None:
+        from rwkv_ts.training import check_training_settings
+
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
         for name in ("max_epochs", "batch_size", "patience", "d_model", "n_layers"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
@@ -468,7 +484,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         n_frames = sum(len(f) for f in train_feats)
         n_items = max(int(math.ceil(self.crops_per_epoch * n_frames / crop)), len(train_feats))
         seed = self.random_state if self.random_state is not None else int(rng.integers(2**31))
-        train_data = _CropDataset(train_feats, train_targets, crop, n_items, seed)
+        train_data = _CropDataset(train_feats, train_targets, crop, n_items)
         val_data = _WholeDataset(val_feats, val_targets) if val_feats else None
         config = SequenceConfig(
             n_channels=cfg.n_mels,
@@ -487,6 +503,11 @@ class RWKVVoiceActivityDetector(BaseEstimator):
             pooling="last",
             dropout=self.dropout,
         )
+        tag = {}
+        if self.checkpoint_dir is not None:
+            from rwkv_ts._checkpoint import estimator_tag
+
+            tag = estimator_tag(self, train_feats, train_targets, val_feats, val_targets, seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = RWKVSequenceModel(config)
@@ -494,7 +515,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
                 _FrameLogits(model),
                 train_data,
                 val_data,
-                options_from(self, random_state=seed, loss=_MaskedBCE()),
+                options_from(self, random_state=seed, loss=_MaskedBCE(), checkpoint_tag=tag),
             )
         self.model_ = model.to("cpu").eval()
         self.config_ = config
