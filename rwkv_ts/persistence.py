@@ -270,6 +270,45 @@ def save_scaled_model(
     return _write_atomic(record, metadata, Path(path))
 
 
+def load_scaled_model(cls, header: dict, tensors: dict[str, torch.Tensor], path: Path):
+    """The counterpart of :func:`save_scaled_model` for an estimator class ``cls`` whose model is
+    an :class:`~rwkv_ts.nn.sequence.RWKVSequenceModel`: the estimator built from the saved
+    parameters with ``model_``, ``config_``, the scaler and the training history set; the caller
+    restores what is its own. ``ModelFileError`` for anything inconsistent."""
+    from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
+
+    if header.get("estimator") != cls.__name__:
+        raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not a {cls.__name__}")
+    try:
+        params = dict(header["params"])
+        for key in ("shift_distances", "tcn_dilations"):
+            if isinstance(params.get(key), list):
+                params[key] = tuple(params[key])
+        est = cls(**params)
+        config = SequenceConfig.from_dict(header["config"])
+        model = RWKVSequenceModel(config)
+        _load_state_dict(model, tensors, path)
+        mean = tensors["scale.mean"].numpy()
+        std = tensors["scale.std"].numpy()
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
+    n = config.n_channels
+    if mean.shape != (n,) or std.shape != (n,):
+        raise ModelFileError(f"{path}: scaler has shape {tuple(mean.shape)}, not ({n},)")
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ModelFileError(f"{path}: scaler holds non-finite or non-positive values")
+    est.model_ = model.eval()
+    est.config_ = config
+    est.scale_mean_ = mean
+    est.scale_std_ = std
+    est.history_ = header.get("history", [])
+    est.best_epoch_ = header.get("best_epoch")
+    est.n_epochs_ = header.get("n_epochs")
+    return est
+
+
 def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
     """Write a fitted :class:`~rwkv_ts.RWKVClassifier` or :class:`~rwkv_ts.RWKVRegressor` to
     ``path`` atomically (weights, scalers and class labels; no pickle)."""

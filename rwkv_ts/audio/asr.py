@@ -613,50 +613,25 @@ class RWKVSpeechRecognizer(BaseEstimator):
 def _load_recognizer(header: dict, tensors: dict[str, torch.Tensor], path: Path):
     """Build a :class:`RWKVSpeechRecognizer` from a checked file (called by
     :func:`rwkv_ts.load`)."""
-    from rwkv_ts.persistence import ModelFileError, _load_state_dict
+    from rwkv_ts.persistence import ModelFileError, load_scaled_model
 
-    if header.get("estimator") != "RWKVSpeechRecognizer":
-        raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not a recogniser")
+    est = load_scaled_model(RWKVSpeechRecognizer, header, tensors, path)
+    config = est.config_
     try:
-        params = dict(header["params"])
-        for key in ("shift_distances", "tcn_dilations"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
-        est = RWKVSpeechRecognizer(**params)
-        config = SequenceConfig.from_dict(header["config"])
         fe_config = FrontendConfig.from_dict(header["frontend"])
         vocab = get_vocabulary(header["vocabulary"]["name"])
-        if list(vocab.tokens) != list(header["vocabulary"]["tokens"]):
-            raise ModelFileError(f"{path}: its vocabulary does not match {vocab.name!r}")
-        if config.n_outputs != vocab.size + 1 or config.n_channels != fe_config.n_mels:
-            raise ModelFileError(
-                f"{path}: a model of {config.n_channels} inputs and {config.n_outputs} outputs "
-                f"does not fit {fe_config.n_mels} mel bands and {vocab.size} tokens plus blank"
-            )
-        model = RWKVSequenceModel(config)
-        _load_state_dict(model, tensors, path)
-        mean = tensors["scale.mean"].numpy()
-        std = tensors["scale.std"].numpy()
+        tokens = list(header["vocabulary"]["tokens"])
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
         raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
-    if mean.shape != (fe_config.n_mels,) or std.shape != (fe_config.n_mels,):
+    if list(vocab.tokens) != tokens:
+        raise ModelFileError(f"{path}: its vocabulary does not match {vocab.name!r}")
+    if config.n_outputs != vocab.size + 1 or config.n_channels != fe_config.n_mels:
         raise ModelFileError(
-            f"{path}: scaler has shape {tuple(mean.shape)}, not ({fe_config.n_mels},)"
+            f"{path}: a model of {config.n_channels} inputs and {config.n_outputs} outputs "
+            f"does not fit {fe_config.n_mels} mel bands and {vocab.size} tokens plus blank"
         )
-    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
-        raise ModelFileError(f"{path}: scaler holds non-finite or non-positive values")
-    model.eval()
     est.vocabulary_ = vocab
     est.frontend_config_ = fe_config
-    est.config_ = config
-    est.model_ = model
-    est.scale_mean_ = mean
-    est.scale_std_ = std
-    est.history_ = header.get("history", [])
-    est.best_epoch_ = header.get("best_epoch")
-    est.n_epochs_ = header.get("n_epochs")
     return est
 
 

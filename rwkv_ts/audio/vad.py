@@ -603,37 +603,19 @@ class RWKVVoiceActivityDetector(BaseEstimator):
 
 def _load_detector(header: dict, tensors: dict[str, torch.Tensor], path: Path):
     """Rebuild a saved detector (called by :func:`rwkv_ts.load` for the ``rwkv-ts/vad`` tag)."""
-    from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
-    from rwkv_ts.persistence import ModelFileError, _load_state_dict
+    from rwkv_ts.persistence import ModelFileError, load_scaled_model
 
-    if header.get("estimator") != "RWKVVoiceActivityDetector":
-        raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not a VAD")
+    est = load_scaled_model(RWKVVoiceActivityDetector, header, tensors, path)
     try:
-        params = dict(header["params"])
-        for key in ("shift_distances", "tcn_dilations"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
-        est = RWKVVoiceActivityDetector(**params)
-        config = SequenceConfig.from_dict(header["config"])
         frontend = FrontendConfig.from_dict(header["frontend"])
-        model = RWKVSequenceModel(config)
-        _load_state_dict(model, tensors, path)
-        mean = tensors["scale.mean"].numpy()
-        std = tensors["scale.std"].numpy()
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
         raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
-    if mean.shape != (frontend.n_mels,) or std.shape != (frontend.n_mels,):
-        raise ModelFileError(f"{path}: scaler has shape {mean.shape} for {frontend.n_mels} mels")
-    est.model_ = model.eval()
-    est.config_ = config
+    if frontend.n_mels != est.config_.n_channels:
+        raise ModelFileError(
+            f"{path}: a model of {est.config_.n_channels} inputs does not fit "
+            f"{frontend.n_mels} mel bands"
+        )
     est.frontend_config_ = frontend
-    est.scale_mean_ = mean
-    est.scale_std_ = std
-    est.history_ = header.get("history", [])
-    est.best_epoch_ = header.get("best_epoch")
-    est.n_epochs_ = header.get("n_epochs")
     est.n_train_streams_ = header.get("n_train_streams")
     est.n_val_streams_ = header.get("n_val_streams")
     return est
