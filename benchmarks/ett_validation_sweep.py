@@ -42,6 +42,10 @@ CANDIDATES = {
     "lr1e-4_do0.3_skip_d16": dict(
         learning_rate=1e-4, dropout=0.3, linear_skip=True, d_model=16, head_size=16
     ),
+    # round 4: the linear branch on the raw window (DLinear) instead of the normalised one
+    "lr1e-4_do0.3_skipraw_d16": dict(
+        learning_rate=1e-4, dropout=0.3, linear_skip="raw", d_model=16, head_size=16
+    ),
 }
 
 
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
             run = {
                 "candidate": name,
                 "dataset": dataset,
-                "best_val_mse": float(min(vals)),
+                # the weights kept: an epoch's, or the fitted linear branch's (best_epoch -1)
+                "best_val_mse": float(est.best_val_loss_),
                 "best_epoch": est.best_epoch_,
                 "epochs": est.n_epochs_,
                 "val_curve": vals,

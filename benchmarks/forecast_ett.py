@@ -26,6 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RESULTS,
+    DLinearBaseline,
     LinearBaseline,
     command_line,
     default_data_home,
@@ -144,23 +145,31 @@ def run_one(
     }
     # Peers on the very same windows.
     x_train, y_train = sliding_windows(scaled[tr0:tr1], lookback, horizon)
-    linear = LinearBaseline().fit(x_train, y_train)
-    lin = linear.predict(x_test)
-    snaive = seasonal_naive(x_test, horizon, PERIOD[dataset])
+    va0, va1 = prep["val"]
+    x_val, y_val = sliding_windows(scaled[va0:va1], lookback, horizon)
+    forecasts = {
+        "linear (DLinear-style, least squares)": LinearBaseline().fit(x_train, y_train),
+        "DLinear (trained as its authors do)": DLinearBaseline(seed=seed).fit(
+            x_train, y_train, x_val, y_val
+        ),
+    }
+    forecasts = {name: peer.predict(x_test) for name, peer in forecasts.items()}
+    forecasts[f"seasonal naive (period {PERIOD[dataset]})"] = seasonal_naive(
+        x_test, horizon, PERIOD[dataset]
+    )
     result["peers"] = {
-        "linear (DLinear-style, least squares)": {
-            "mse": float(np.mean((lin - y_test) ** 2)),
-            "mae": float(np.mean(np.abs(lin - y_test))),
-        },
-        f"seasonal naive (period {PERIOD[dataset]})": {
-            "mse": float(np.mean((snaive - y_test) ** 2)),
-            "mae": float(np.mean(np.abs(snaive - y_test))),
-        },
+        name: {
+            "mse": float(np.mean((pred - y_test) ** 2)),
+            "mae": float(np.mean(np.abs(pred - y_test))),
+        }
+        for name, pred in forecasts.items()
     }
     return result
 
 
 def markdown(summary: dict) -> str:
+    peer_names = list(summary["rows"][0]["peers"]) if summary["rows"] else []
+    short = {name: name.split(" (")[0] for name in peer_names}
     lines = [
         f"# {summary['title']}",
         "",
@@ -171,27 +180,31 @@ def markdown(summary: dict) -> str:
         "- protocol: Time-Series-Library ETT borders, z-score on train, MSE/MAE on the scaled "
         "test set, "
         "every test window (stride 1)",
+        "- peers: " + "; ".join(peer_names),
         "",
         "| config | dataset | lookback | horizon | seeds | RWKV-TS (ours) MSE | MAE | "
-        "linear LSQ MSE | MAE | seasonal naive MSE | MAE | fit s | epochs | params |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        + "".join(f"{short[n]} MSE | MAE | " for n in peer_names)
+        + "fit s | epochs | params |",
+        "|---|---|---|---|---|---|---|" + "---|---|" * len(peer_names) + "---|---|---|",
     ]
     for row in summary["rows"]:
-        peers = list(row["peers"].values())
+        peers = "".join(
+            f"{row['peers'][n]['mse']:.4f} | {row['peers'][n]['mae']:.4f} | "
+            if n in row["peers"]
+            else "- | - | "
+            for n in peer_names
+        )
         lines.append(
             f"| {row['config']} | {row['dataset']} | {row['lookback']} | {row['horizon']} | "
             f"{row['n_seeds']} | {row['mse']:.4f} ± {row['mse_std']:.4f} | {row['mae']:.4f} | "
-            f"{peers[0]['mse']:.4f} | {peers[0]['mae']:.4f} | {peers[1]['mse']:.4f} | "
-            f"{peers[1]['mae']:.4f} | {row['fit_seconds']:.0f} | {row['epochs']:.1f} | "
-            f"{row['n_parameters']:,} |"
+            f"{peers}{row['fit_seconds']:.0f} | {row['epochs']:.1f} | {row['n_parameters']:,} |"
         )
     lines.append("")
     lines.append(
-        "Ratios: "
+        "Ratios (ours / peer MSE): "
         + "; ".join(
-            f"{r['dataset']}/{r['horizon']} ({r['config']}): ours / linear = "
-            f"{r['mse'] / list(r['peers'].values())[0]['mse']:.3f}, ours / seasonal naive = "
-            f"{r['mse'] / list(r['peers'].values())[1]['mse']:.3f}"
+            f"{r['dataset']}/{r['horizon']} ({r['config']}): "
+            + ", ".join(f"{short[n]} {r['mse'] / p['mse']:.3f}" for n, p in r["peers"].items())
             for r in summary["rows"]
         )
     )

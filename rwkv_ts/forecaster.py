@@ -62,11 +62,16 @@ class RWKVForecaster(BaseEstimator):
     head : {"flatten", "last"} or int, default "flatten"
         Read every token of the lookback, only the last state, or the last ``head`` tokens.
     dropout : float, default 0.3
-    linear_skip : bool, default True
-        Add a linear map from the normalised lookback to the forecast beside the encoder's head
-        (a residual linear branch, as RLinear/DLinear). In the windowed configuration it is
-        fitted by ridge least squares on the training windows before gradient training, so
-        training starts from the best linear forecast and the encoder learns what it misses.
+    linear_skip : {True, "normalised", "raw", False}, default True
+        Add a linear map from the lookback to the forecast beside the encoder's head (a residual
+        linear branch, as RLinear/DLinear), fitted by ridge least squares on the training windows
+        before gradient training, so training starts from the best linear forecast and the
+        encoder learns what it misses; early stopping then keeps that start if no epoch beats it
+        on the validation windows (``best_epoch_ == -1``). ``True`` or ``"normalised"``: the map
+        reads the normalised window (RLinear); ``"raw"``: the window as given (DLinear; the
+        windowed configuration only). Which forecasts better depends on the data (on ETT's
+        validation parts ``"raw"`` wins on ETTh1, ``"normalised"`` once the encoder is trained
+        on ETTh2): compare them on validation. ``False``: no linear branch.
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
@@ -112,6 +117,10 @@ class RWKVForecaster(BaseEstimator):
         ``train_seconds`` (wall time of the training steps, validation excluded) and
         ``skipped_steps`` (steps left out for a non-finite loss, see ``on_nonfinite_loss``).
     best_epoch_ : int or None
+        The epoch whose weights were kept (``-1``: the fitted linear branch before training won
+        on validation; ``None``: no validation part).
+    best_val_loss_ : float or None
+        The validation MSE (scaled data) of the weights kept.
 
     Examples
     --------
@@ -141,7 +150,7 @@ class RWKVForecaster(BaseEstimator):
         norm: str = "instance",
         head: str | int = "flatten",
         dropout: float = 0.3,
-        linear_skip: bool = True,
+        linear_skip: bool | str = True,
         max_epochs: int = 20,
         batch_size: int = 128,
         learning_rate: float = 1e-4,
@@ -238,8 +247,23 @@ class RWKVForecaster(BaseEstimator):
             norm=self.norm,
             head_tokens=self._head_tokens(n_patches),
             dropout=self.dropout,
-            linear_skip=bool(self.linear_skip),
+            linear_skip=self._skip_input() is not None,
+            skip_input=self._skip_input() or "normalised",
         )
+
+    def _skip_input(self) -> str | None:
+        """What the linear branch reads: None (no branch), "normalised" or "raw"."""
+        if self.linear_skip is False or self.linear_skip is None:
+            return None
+        if self.linear_skip is True:
+            return "normalised"
+        _check_choice("linear_skip", self.linear_skip, (True, False, "normalised", "raw"))
+        if self.linear_skip == "raw" and self.norm != "instance":
+            raise ValueError(
+                "linear_skip='raw' needs norm='instance'; the streamable configuration's linear "
+                "branch reads the causally normalised window (use 'normalised')"
+            )
+        return self.linear_skip
 
     def _check_params(self) -> None:
         for name in ("horizon", "lookback", "max_epochs", "batch_size", "patience"):
@@ -252,6 +276,7 @@ class RWKVForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
+        self._skip_input()
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
 
     def _check_fit_memory(self, panel: Panel) -> None:
@@ -334,8 +359,7 @@ class RWKVForecaster(BaseEstimator):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVTSModel(config)
             if config.linear_skip and not config.streamable:
-                loader = DataLoader(train_data, batch_size=4096, shuffle=False)
-                model.fit_skip_least_squares(loader)
+                model.fit_skip_least_squares(DataLoader(train_data, batch_size=4096))
             elif config.linear_skip:
                 from rwkv_ts.stream.training import fit_skip_on_segments
 
@@ -351,7 +375,12 @@ class RWKVForecaster(BaseEstimator):
                 train_data,
                 val_data,
                 options_from(
-                    self, loss=loss, batch_size=batch_size, random_state=seed, checkpoint_tag=tag
+                    self,
+                    loss=loss,
+                    batch_size=batch_size,
+                    random_state=seed,
+                    checkpoint_tag=tag,
+                    keep_initial=config.linear_skip,
                 ),
             )
         model.eval()
@@ -360,6 +389,7 @@ class RWKVForecaster(BaseEstimator):
         self.channels_ = list(panel.channels)
         self.history_ = result.history
         self.best_epoch_ = result.best_epoch
+        self.best_val_loss_ = result.best_val_loss
         self.n_epochs_ = result.n_epochs
         # The streamable configuration forecasts from the whole history, so it keeps it all.
         self.last_panel_ = panel if config.streamable else panel_tail(panel, self.lookback)

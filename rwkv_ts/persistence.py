@@ -84,6 +84,7 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
         "channels": list(est.channels_),
         "history": est.history_,
         "best_epoch": est.best_epoch_,
+        "best_val_loss": getattr(est, "best_val_loss_", None),
         "n_epochs": est.n_epochs_,
         "panel": panel_record,
     }
@@ -226,6 +227,7 @@ def load(path: str | os.PathLike) -> Any:
     est.scale_std_ = std
     est.history_ = header.get("history", [])
     est.best_epoch_ = header.get("best_epoch")
+    est.best_val_loss_ = header.get("best_val_loss")
     est.n_epochs_ = header.get("n_epochs")
     est.last_panel_ = panel
     return est

@@ -144,6 +144,9 @@ class TrainingOptions:
     #: estimator's parameters, a digest of the data): a checkpoint is resumed only by a run
     #: with the same tag; JSON-able
     checkpoint_tag: dict = field(default_factory=dict)
+    #: let the weights before training compete for the best validation loss (see
+    #: :class:`BestWeights`); for models that start from a fit, not from random weights
+    keep_initial: bool = False
 
 
 #: Estimator parameters that :func:`options_from` copies into :class:`TrainingOptions` by name.
@@ -348,13 +351,43 @@ class ForecastingSystem(pl.LightningModule):
 
 class BestWeights(Callback):
     """Keep the weights of the epoch with the lowest monitored loss in memory and restore them at
-    the end."""
+    the end.
 
-    def __init__(self, monitor: str = "val_loss") -> None:
+    With ``initial_loader`` (the validation batches), the weights before training compete too:
+    their validation loss is measured when training starts, and if no epoch beats it they are
+    restored (``best_epoch`` is then ``-1``). That is early stopping that may stop before the
+    first epoch, which is right when training starts from a fitted model (a forecaster's
+    least-squares linear branch) rather than from random weights.
+    """
+
+    def __init__(self, monitor: str = "val_loss", initial_loader=None) -> None:
         self.monitor = monitor
+        self.initial_loader = initial_loader
         self.best_score = math.inf
         self.best_epoch: int | None = None
         self.best_state: dict | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.initial_loader is None or self.best_state is not None or trainer.global_step > 0:
+            return  # nothing asked, or a resumed run (its best so far came with the checkpoint)
+        from lightning.fabric.utilities.apply_func import move_data_to_device
+
+        model = pl_module.model
+        was_training = model.training
+        model.eval()
+        sse, n = 0.0, 0
+        with torch.no_grad():
+            for batch in self.initial_loader:
+                *inputs, y = move_data_to_device(batch, pl_module.device)
+                sse += float(pl_module.loss_fn(model(*inputs), y, reduction="sum"))
+                n += _n_targets(pl_module.options.loss, y)
+        model.train(was_training)
+        # every rank must take the same decision: rank 0's measurement rules
+        score = trainer.strategy.broadcast(sse / n if n else math.inf, src=0)
+        if math.isfinite(score):
+            self.best_score = score
+            self.best_epoch = -1
+            self.best_state = copy.deepcopy(model.state_dict())
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -526,6 +559,7 @@ def _fingerprint(
         "random_state": options.random_state,
         "loss": loss_name,
         "on_nonfinite_loss": options.on_nonfinite_loss,
+        "keep_initial": options.keep_initial,
         "accelerator": str(options.accelerator),
         "devices": repr(options.devices),
         "n_train": len(train_data),
@@ -615,7 +649,9 @@ def train_model(
     callbacks: list[Callback] = list(options.extra_callbacks) + list(_EXTRA_CALLBACKS.get())
     best = None
     if val_loader is not None:
-        best = BestWeights()
+        # Early stopping's patience counts from the first epoch, not from the start: an encoder
+        # that needs a few epochs to overtake the fitted start keeps its chance.
+        best = BestWeights(initial_loader=val_loader if options.keep_initial else None)
         callbacks += [
             EarlyStopping(monitor="val_loss", patience=options.patience, mode="min"),
             best,

@@ -226,3 +226,98 @@ def test_forecast_windows_checks_shape(fitted_pandas):
         est.forecast_windows(np.zeros((2, 10, 3)))
     with pytest.raises(DataValidationError):
         est.predict(np.zeros((10, 3)))
+
+
+# ---------------------------------------------------------------- the linear branch
+def _windows(values: np.ndarray, lookback: int, horizon: int):
+    import torch
+
+    from rwkv_ts.data import WindowDataset
+
+    return WindowDataset([values.astype(np.float32)], lookback, horizon), torch
+
+
+@pytest.mark.parametrize("skip_input", ["normalised", "raw"])
+def test_linear_branch_is_the_least_squares_fit(etth1_slice, skip_input):
+    # Before training the model's forecast is the ridge least-squares linear forecast of the
+    # chosen input, fitted in the space the loss is measured in.
+    from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
+
+    values = etth1_slice[["HUFL", "OT"]].to_numpy()
+    values = (values - values.mean(0)) / values.std(0)
+    lookback, horizon = 24, 6
+    data, torch = _windows(values, lookback, horizon)
+    config = RWKVTSConfig(
+        lookback=lookback, horizon=horizon, patch_len=8, stride=4, d_model=8, head_size=8,
+        n_layers=1, linear_skip=True, skip_input=skip_input,
+    )  # fmt: skip
+    model = RWKVTSModel(config).eval()
+    model.fit_skip_least_squares(torch.utils.data.DataLoader(data, batch_size=100), ridge=1e-6)
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    y = torch.stack([data[i][1] for i in range(len(data))])
+    with torch.no_grad():
+        forecast = model(x)
+        assert torch.allclose(forecast, model.linear_forecast(x), atol=1e-6)
+    xs = x.permute(0, 2, 1).reshape(-1, lookback).double().numpy()
+    ys = y.permute(0, 2, 1).reshape(-1, horizon).double().numpy()
+    mean = xs.mean(1, keepdims=True)
+    std = np.sqrt(xs.var(1, keepdims=True) + 1e-5)
+    if skip_input == "raw":
+        design, target = xs, ys - mean
+    else:
+        design, target = (xs - mean) / std, (ys - mean) / std
+    design = np.hstack([design, np.ones((len(design), 1))])
+    coef = np.linalg.lstsq(design, target, rcond=None)[0]
+    expected = design @ coef
+    expected = expected + mean if skip_input == "raw" else expected * std + mean
+    got = forecast.permute(0, 2, 1).reshape(-1, horizon).double().numpy()
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+
+
+def test_linear_skip_forms_and_errors(etth1_slice):
+    series = etth1_slice[["OT"]].to_numpy()
+    assert tiny(linear_skip=True, max_epochs=1).fit(series).config_.skip_input == "normalised"
+    assert tiny(linear_skip="raw", max_epochs=1).fit(series).config_.skip_input == "raw"
+    assert not tiny(linear_skip=False, max_epochs=1).fit(series).config_.linear_skip
+    with pytest.raises(ValueError, match="linear_skip"):
+        tiny(linear_skip="both").fit(series)
+    with pytest.raises(ValueError, match="linear_skip='raw' needs norm='instance'"):
+        tiny(linear_skip="raw", norm="causal", head="last").fit(series)
+
+
+def test_raw_linear_branch_survives_save_and_load(etth1_slice, tmp_path):
+    from rwkv_ts.persistence import load
+
+    est = tiny(linear_skip="raw").fit(etth1_slice)
+    est.save(tmp_path / "m.rwkvts")
+    loaded = load(tmp_path / "m.rwkvts")
+    assert loaded.config_.skip_input == "raw"
+    assert loaded.best_val_loss_ == est.best_val_loss_ > 0
+    pd.testing.assert_frame_equal(loaded.predict(), est.predict())
+
+
+@pytest.mark.parametrize("keep_initial", [True, False])
+def test_training_keeps_the_start_when_no_epoch_beats_it(keep_initial):
+    # A model that starts at the exact solution, trained with a step size that throws it off:
+    # with keep_initial the start wins on validation and is restored (best epoch -1).
+    import torch
+
+    from rwkv_ts.training import TrainingOptions, train_model
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 1)
+    data = torch.utils.data.TensorDataset(x, 2 * x)
+    model = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.bias.fill_(0.0)
+    options = TrainingOptions(
+        max_epochs=3, batch_size=16, learning_rate=0.5, patience=2, accelerator="cpu",
+        verbose=False, random_state=0, keep_initial=keep_initial, gradient_clip=0.0,
+    )  # fmt: skip
+    result = train_model(model, data, torch.utils.data.TensorDataset(x[:64], 2 * x[:64]), options)
+    if keep_initial:
+        assert result.best_epoch == -1 and result.best_val_loss == 0.0
+        assert model.weight.item() == 2.0 and model.bias.item() == 0.0
+    else:
+        assert result.best_epoch >= 0 and model.weight.item() != 2.0

@@ -43,7 +43,7 @@ FC = dict(
     tcn_dilations=(),
     max_epochs=8,
     batch_size=16,
-    learning_rate=3e-2,
+    learning_rate=6e-2,
     patience=2,
     dropout=0.3,
     verbose=False,
@@ -149,6 +149,19 @@ def test_forecaster_resumes_to_the_uninterrupted_result(
     assert not (tmp_path / CHECKPOINT_NAME).exists()  # deleted once fit completes
 
 
+def test_resume_keeps_a_fitted_start_that_no_epoch_beat(tmp_path):
+    # The linear branch's least-squares start wins on validation (best epoch -1): a resumed run
+    # must restore that start too, not the best epoch it saw after resuming.
+    params = FC | dict(linear_skip="raw", learning_rate=1e-1, max_epochs=3)
+    y = _series()
+    reference = RWKVForecaster(**params).fit(y)
+    assert reference.best_epoch_ == -1 and reference.n_epochs_ == 3
+    _crash(lambda: RWKVForecaster(**params, checkpoint_dir=tmp_path).fit(y), CrashAt(2))
+    resumed = RWKVForecaster(**params, checkpoint_dir=tmp_path).fit(y)
+    assert resumed.best_val_loss_ == reference.best_val_loss_
+    _assert_same_fit(resumed, reference)
+
+
 def test_classifier_and_regressor_resume_to_the_uninterrupted_result(tmp_path):
     X, labels = _instances()
     targets = X[:, 0, -3:].mean(axis=1)
@@ -231,7 +244,7 @@ def _leave_checkpoint(folder, **params) -> None:
 
 def test_checkpoint_of_other_parameters_or_data_is_not_resumed(tmp_path, forecaster_reference):
     _leave_checkpoint(tmp_path, learning_rate=1e-2)
-    with pytest.warns(CheckpointWarning, match=r"parameter learning_rate \(0\.01 -> 0\.03\)"):
+    with pytest.warns(CheckpointWarning, match=r"parameter learning_rate \(0\.01 -> 0\.06\)"):
         est = RWKVForecaster(**FC, checkpoint_dir=tmp_path).fit(_series())
     # started from the beginning: the result of a fit without a checkpoint
     np.testing.assert_array_equal(est.predict(), forecaster_reference.predict())

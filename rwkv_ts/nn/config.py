@@ -82,6 +82,12 @@ class RWKVTSConfig:
         Add a linear map from the last ``lookback`` normalised samples to the forecast, beside
         the encoder's head (the RLinear/DLinear baseline as a residual branch: the encoder then
         learns what a linear forecast misses).
+    skip_input
+        What the linear branch reads: ``"normalised"``, the window after the model's
+        normalisation (its forecast is denormalised with the encoder's), or ``"raw"``, the window
+        as given to the model (its forecast is added after denormalisation: a plain linear model
+        of the input, as DLinear is). Which one forecasts better depends on the data: estimators
+        choose on their validation windows. ``"raw"`` needs ``norm="instance"``.
     """
 
     lookback: int = 336
@@ -102,6 +108,7 @@ class RWKVTSConfig:
     head_tokens: int | None = None
     dropout: float = 0.1
     linear_skip: bool = False
+    skip_input: Literal["normalised", "raw"] = "normalised"
 
     def __post_init__(self) -> None:
         self.shift_distances = tuple(int(d) for d in self.shift_distances)
@@ -172,6 +179,13 @@ class RWKVTSConfig:
             raise ValueError(f"decay must be 'data' or 'static', got {self.decay!r}")
         if self.norm not in ("instance", "causal"):
             raise ValueError(f"norm must be 'instance' or 'causal', got {self.norm!r}")
+        if self.skip_input not in ("normalised", "raw"):
+            raise ValueError(f"skip_input must be 'normalised' or 'raw', got {self.skip_input!r}")
+        if self.skip_input == "raw" and self.norm != "instance":
+            raise ValueError(
+                "skip_input='raw' needs norm='instance' (the streamable configuration's linear "
+                "branch reads the causally normalised samples)"
+            )
         if self.norm_window is not None and self.norm_window < 2:
             raise ValueError(f"norm_window must be >= 2, got {self.norm_window}")
         if self.head_tokens is not None and not 1 <= self.head_tokens <= self.n_patches:

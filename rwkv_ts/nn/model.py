@@ -77,14 +77,32 @@ class RWKVTSModel(nn.Module):
         series = x.permute(0, 2, 1).reshape(batch * channels, length)
         z, stats = self.norm(series)
         y = self.head(self.encode(z))
-        if self.skip is not None:
+        raw_skip = self.skip is not None and self.config.skip_input == "raw"
+        if self.skip is not None and not raw_skip:
             y = y + self.skip_forecast(z)
         y = denormalise(y, stats)
+        if raw_skip:
+            y = y + self.skip_forecast(series)
+        return y.view(batch, channels, -1).permute(0, 2, 1)
+
+    def linear_forecast(self, x: torch.Tensor) -> torch.Tensor:
+        """The linear branch's forecast alone (B, horizon, C) from the window ``x`` (B, L, C):
+        what ``forward`` gives while the encoder's head is zero (as after
+        :meth:`fit_skip_least_squares`, before training)."""
+        if self.skip is None:
+            raise ValueError("the model has no linear branch (linear_skip=False)")
+        batch, length, channels = x.shape
+        series = x.permute(0, 2, 1).reshape(batch * channels, length)
+        z, (mean, std) = self.norm(series)
+        if self.config.skip_input == "raw":
+            y = mean[:, None] + self.skip_forecast(series)
+        else:
+            y = denormalise(self.skip_forecast(z), (mean, std))
         return y.view(batch, channels, -1).permute(0, 2, 1)
 
     def skip_forecast(self, z: torch.Tensor) -> torch.Tensor:
-        """The linear branch on the last ``lookback`` normalised samples of ``z`` (B, L);
-        shorter sequences are zero-padded on the left."""
+        """The linear branch on the last ``lookback`` samples of ``z`` (B, L): normalised or
+        raw, as ``config.skip_input`` says; shorter sequences are zero-padded on the left."""
         lookback = self.config.lookback
         if z.shape[1] < lookback:
             z = nn.functional.pad(z, (lookback - z.shape[1], 0))
@@ -94,10 +112,11 @@ class RWKVTSModel(nn.Module):
     def fit_skip_least_squares(self, batches, ridge: float = 1e-3) -> int:
         """Set the linear branch to the ridge least-squares forecast on the given windows.
 
-        Fits ``skip`` (the map from the last ``lookback`` normalised samples to the normalised
-        horizon) in closed form over ``batches`` of windows ``(x, y)`` with shapes
-        ``(B, lookback, C)`` and ``(B, horizon, C)``, normalised exactly as ``forward`` does, so
-        that training starts from the best linear forecast and the encoder learns what it misses.
+        Fits ``skip`` (the map from the last ``lookback`` samples, normalised or raw as
+        ``config.skip_input`` says, to the horizon) in closed form over ``batches`` of windows
+        ``(x, y)`` with shapes ``(B, lookback, C)`` and ``(B, horizon, C)``, transformed exactly
+        as ``forward`` does, so that training starts from the best linear forecast and the
+        encoder learns what it misses.
         ``ridge`` is the penalty per window on the weights (not the bias). Returns the number of
         univariate windows used.
 
@@ -127,12 +146,18 @@ class RWKVTSModel(nn.Module):
             series = x.permute(0, 2, 1).reshape(-1, x.shape[1])
             target = y.permute(0, 2, 1).reshape(-1, y.shape[1])
             z, (mean, std) = self.norm(series)
+            if self.config.skip_input == "raw":
+                # the branch adds to the denormalised forecast, which is the window mean
+                # while the head is zero: it fits the departure from that mean
+                z, target = series, target - mean[:, None]
+            else:
+                target = (target - mean[:, None]) / std[:, None]
             if z.shape[1] < lookback:
                 z = nn.functional.pad(z, (lookback - z.shape[1], 0))
             design = torch.cat([z[:, z.shape[1] - lookback :], torch.ones_like(z[:, :1])], 1)
             design = design.double()
             xtx += design.T @ design
-            xty += design.T @ ((target - mean[:, None]) / std[:, None]).double()
+            xty += design.T @ target.double()
             n += design.shape[0]
         if n == 0:
             raise ValueError("no windows to fit the linear branch on")
