@@ -7,6 +7,10 @@ run (fewest bytes moved over a measured device-to-device copy bandwidth).
 Usage (on a GPU machine; fla optional)::
 
     python benchmarks/wkv_kernel.py --out-dir benchmarks/results
+
+``--split-sweep`` also times our forward at each split (threads per state column: 1, 2, 4, and the
+automatic choice) on every shape, for setting the rule in ``fwd_split``
+(``kernels/wkv6.cu``) from measurements.
 """
 
 from __future__ import annotations
@@ -178,6 +182,37 @@ def bench_shape(label, B, T, H, N, dtype, fns, bw, reps, skip):
     return res
 
 
+SPLITS = (1, 2, 4)
+
+
+def auto_split(B, H, N, sm_count):
+    """The split that ``fwd_split`` in kernels/wkv6.cu chooses for split 0 (its rule, repeated)."""
+    return 2 if B * H * N < sm_count * 64 and N >= 16 else 1
+
+
+def split_sweep(B, T, H, N, dtype, reps):
+    """Forward ms (median, CUDA events, no grad) of our kernel at each split and at auto (0)."""
+    ext = wkv_cuda_mod.extension()
+    total = 4 * B * T * H * N * torch.finfo(dtype).bits // 8
+    nsets = 1 if total > (256 << 20) else 3
+    sets = [make_inputs(B, T, H, N, dtype, seed=s) for s in range(nsets)]
+    out = {}
+    for split in (*SPLITS, 0):
+        it = [0]
+
+        def fwd(split=split, it=it):
+            r, k, v, w, u = sets[it[0] % nsets]
+            it[0] += 1
+            return ext.forward(r, k, v, w, u, None, split)
+
+        out["auto" if split == 0 else str(split)] = statistics.median(time_fn(fwd, reps=reps))
+    sm = torch.cuda.get_device_properties(0).multi_processor_count
+    out["auto_split"] = auto_split(B, H, N, sm)
+    out["best_split"] = min(SPLITS, key=lambda s: out[str(s)])
+    print(f"  split sweep BH={B * H} T={T} N={N}: {out}", flush=True)
+    return out
+
+
 def check_against(fla, dtype):
     """Sanity: ours vs the reference vs fla on one small shape (relative max error)."""
     B, T, H, N = 4, 70, 2, 64
@@ -234,7 +269,12 @@ def render_md(data: dict) -> str:
     for r in data["results"]:
         shape = f"{r['label']} ({r['BH']}, {r['T']}, {r['N']}) {r['dtype'].split('.')[-1]}"
         ours = r.get("ours", {})
-        for name in ("ours", "fla_chunk", "fla_fused_recurrent", "torch_chunked"):
+        known = ("ours", "fla_chunk", "fla_fused_recurrent", "torch_chunked")
+        # plus paths carried over from an earlier run by a merge, e.g. "fla_chunk (run of DATE)"
+        extra = [
+            k for k, v in r.items() if k not in known and isinstance(v, dict) and "fwd_ms" in v
+        ]
+        for name in (*known, *extra):
             m = r.get(name)
             if m is None:
                 continue
@@ -252,6 +292,22 @@ def render_md(data: dict) -> str:
             )
             shape = ""
     lines += ["", "Speed-up columns: that path's time / ours (> 1: ours is faster).", ""]
+    sweeps = [r for r in data["results"] if r.get("split_sweep")]
+    if sweeps:
+        lines += [
+            "## Forward ms by split (ours, threads per state column)",
+            "",
+            "| shape (B·H, T, N) | B·H·N | split 1 | split 2 | split 4 | auto (its split) | best |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in sweeps:
+            m = r["split_sweep"]
+            cells = " | ".join(f"{m[str(s)]:.4f}" for s in SPLITS)
+            lines.append(
+                f"| ({r['BH']}, {r['T']}, {r['N']}) | {r['BH'] * r['N']} | {cells} | "
+                f"{m['auto']:.4f} ({m['auto_split']}) | {m['best_split']} |"
+            )
+        lines.append("")
     if data.get("streaming"):
         lines += ["## Streaming (T = 1 with a state, float32, no grad)", ""]
         lines += ["| B·H, N | kernel ms | torch step ms | floor ms |", "|---|---|---|---|"]
@@ -296,8 +352,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--reps", type=int, default=50)
     p.add_argument("--no-fla", action="store_true")
     p.add_argument("--no-long", action="store_true")
+    p.add_argument("--long-only", action="store_true", help="the long-sequence shapes only")
     p.add_argument("--quick", action="store_true", help="first two time-series shapes only")
     p.add_argument("--head-size", type=int, default=0, help="only shapes of this N (0: all)")
+    p.add_argument("--split-sweep", action="store_true", help="time our forward at split 1, 2, 4")
     p.add_argument("--name", default="wkv_kernel", help="base name of the result files")
     p.add_argument(
         "--merge", nargs="+", type=Path, help="merge result JSON files of earlier runs and exit"
@@ -325,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
         return out
 
     shapes = TS_SHAPES[:2] if args.quick else TS_SHAPES + ([] if args.no_long else LONG_SHAPES)
+    if args.long_only:
+        shapes = list(LONG_SHAPES)
     if args.head_size:
         shapes = [s for s in shapes if s[4] == args.head_size]
     argv0 = [os.path.relpath(sys.argv[0])] + sys.argv[1:]
@@ -334,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for label, B, T, H, N in shapes:
         results.append(bench_shape(label, B, T, H, N, dtype, fns, bw, args.reps, skip))
+        if args.split_sweep:
+            results[-1]["split_sweep"] = split_sweep(B, T, H, N, dtype, args.reps)
         partial = {"command": cmd, "check": check, "results": results, "streaming": stream}
         (args.out_dir / f"{args.name}.partial.json").write_text(json.dumps(partial, indent=2))
     argv0 = [os.path.relpath(sys.argv[0])] + sys.argv[1:]

@@ -22,12 +22,18 @@ int rwkv_ts_wkv6_forward(int dtype, int B, int T, int H, int N, const void* r, c
                          const void* v, const void* w, const float* u, const float* s0, void* y,
                          float* sT, int split, void* stream);
 
+/* Float32 scratch elements that rwkv_ts_wkv6_backward needs: 2*B*T*H*N + B*H*N (the query and
+ * key terms of dw, and the final-state term; see kernels/README.md). */
+long long rwkv_ts_wkv6_backward_scratch(int B, int T, int H, int N);
+
 /* Backward: dr, dk, dv, dw (input dtype), du_part (B, H, N) float32 (sum over B for du),
- * ds0 (B, H, N, N) float32; qbuf is float32 scratch of B*T*H*N elements. */
+ * ds0 (B, H, N, N) float32; scratch is float32 of rwkv_ts_wkv6_backward_scratch(B, T, H, N)
+ * elements (no initialisation needed). Two launches on the stream (the three-role recurrence,
+ * then dw). */
 int rwkv_ts_wkv6_backward(int dtype, int B, int T, int H, int N, const void* r, const void* k,
                           const void* v, const void* w, const float* u, const float* s0,
                           const void* dy, const float* dsT, void* dr, void* dk, void* dv,
-                          void* dw, float* du_part, float* ds0, float* qbuf, void* stream);
+                          void* dw, float* du_part, float* ds0, float* scratch, void* stream);
 
 #ifdef __cplusplus
 }

@@ -83,14 +83,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     auto fopt = r.options().dtype(at::kFloat);
     auto du_part = at::empty({B, H, N}, fopt);
     auto ds0 = at::empty({B, H, N, N}, fopt);
-    auto qbuf = at::empty({B, T, H, N}, fopt);
+    // transient float32 scratch of the backward (dw's query and key terms, final-state term)
+    const int64_t nscratch = rwkv_ts_wkv6_backward_scratch(
+        static_cast<int>(B), static_cast<int>(T), static_cast<int>(H), static_cast<int>(N));
+    auto scratch = at::empty({nscratch}, fopt);
     const int rc = rwkv_ts_wkv6_backward(
         dtype_code(r), static_cast<int>(B), static_cast<int>(T), static_cast<int>(H),
         static_cast<int>(N), r.data_ptr(), k.data_ptr(), v.data_ptr(), w.data_ptr(),
         u.data_ptr<float>(), s0.has_value() ? s0->data_ptr<float>() : nullptr, dy.data_ptr(),
         dsT.has_value() ? dsT->data_ptr<float>() : nullptr, dr.data_ptr(), dk.data_ptr(),
         dv.data_ptr(), dw.data_ptr(), du_part.data_ptr<float>(), ds0.data_ptr<float>(),
-        qbuf.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
+        scratch.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
     check_rc(rc, "backward");
     return {dr, dk, dv, dw, du_part.sum(0), ds0};
 }

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import pytest
@@ -42,13 +43,18 @@ SHAPES = [
     (64, 5, 64, 16),
     (8, 19, 512, 32),
     (32, 3, 128, 64),
+    # B*H not a multiple of the heads per block (N = 16: 4, N = 32: 2): idle groups in a block
+    (3, 33, 1, 16),
+    (1, 48, 3, 32),
 ]
 
 
-def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
-    """max|a - ref| / max|ref| (float64); the absolute error when ``ref`` is identically 0."""
+def rel_err(a: torch.Tensor, ref: torch.Tensor, scale: float | None = None) -> float:
+    """max|a - ref| / max|ref| (float64); over ``scale`` when given, and the absolute error when
+    ``ref`` is identically 0 and no scale is given."""
     a, ref = a.double(), ref.double()
-    scale = ref.abs().max()
+    if scale is None:
+        scale = ref.abs().max().item()
     return ((a - ref).abs().max() / (scale if scale > 0 else 1.0)).item()
 
 
@@ -117,12 +123,20 @@ def check_all(seed, shape, dtype, with_state, use_dy=True, use_ds=True):
     ]
 
     names = ["y", "state", "dr", "dk", "dv", "dw", "du", "dstate0"]
+    scales = {}
+    if T == 1 and s0 is None and use_ds:
+        # The reference dw is 0 by structure (the one decay multiplies a zero state); ours is the
+        # float32 rounding of two equal terms that cancel, exp(w) k (dS_T v) each (the final
+        # state's share and the last step's): measure it against their size.
+        dsv = torch.einsum("bhij,bhj->bhi", gs.double(), v[:, 0].double())
+        terms = w[:, 0].double().exp() * k[:, 0].double() * dsv
+        scales["dw"] = terms.abs().max().item()
     errs = {}
     for name, a, b in zip(names, ours, refs, strict=False):
         assert a is not None, f"{name} missing"
         assert a.shape == b.shape, (name, a.shape, b.shape)
         assert torch.isfinite(a).all(), f"{name} has non-finite values"
-        errs[name] = rel_err(a, b)
+        errs[name] = rel_err(a, b, scales.get(name))
     bad = {n: e for n, e in errs.items() if not e < (DW_TOL if n == "dw" else TOL)[dtype]}
     assert not bad, f"shape={shape} dtype={dtype} state={with_state}: {errs}"
 
@@ -132,7 +146,8 @@ def check_all(seed, shape, dtype, with_state, use_dy=True, use_ds=True):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["nostate", "state"])
 def test_matches_reference(shape, dtype, with_state):
-    seed = hash((shape, str(dtype), with_state)) % (2**31)
+    # a seed of the parameters that is the same in every process (hash() of a str is not)
+    seed = zlib.crc32(repr((shape, str(dtype), with_state)).encode())
     check_all(seed, shape, dtype, with_state)
 
 
@@ -152,6 +167,33 @@ def test_forward_splits(split, N):
     y, s = ext.forward(r, k, v, w, u, s0, split)
     y_ref, s_ref = wkv_reference(r, k, v, w, u, s0)
     assert rel_err(y, y_ref) < 1e-5 and rel_err(s, s_ref) < 1e-5
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("where", ["w", "dy"])
+def test_nan_propagates(dtype, where):
+    """A NaN in an input (w) or in the output gradient (dy) never yields all-finite results."""
+    B, T, H, N = 2, 37, 2, 32
+    r, k, v, w, u, s0 = make(9, B, T, H, N, dtype, True)
+    if where == "w":
+        w = w.clone()
+        w[1, 20, 0, 5] = float("nan")
+    leaves = [x.clone().requires_grad_(True) for x in (r, k, v, w, u)]
+    st = s0.clone().requires_grad_(True)
+    y, s_t = wkv_cuda_mod.wkv_cuda(*leaves, st)
+    gy = torch.randn_like(y)
+    if where == "dy":
+        gy[1, 20, 0, 5] = float("nan")
+    torch.autograd.backward([y, s_t], [gy, torch.randn_like(s_t)])
+    outs = {"dr": leaves[0].grad, "dk": leaves[1].grad, "dv": leaves[2].grad}
+    outs |= {"dw": leaves[3].grad, "dstate0": st.grad}
+    if where == "w":
+        outs |= {"y": y, "state": s_t}
+    else:
+        outs["du"] = leaves[4].grad
+    finite = [name for name, x in outs.items() if not torch.isnan(x).any()]
+    assert not finite, f"NaN in {where} did not reach {finite}"
 
 
 @gpu
@@ -215,6 +257,21 @@ def test_extension_name_keys():
     assert _build.extension_name((8, 0)) != name
     for src in _build.kernel_sources():
         assert src.is_file()
+
+
+def test_extension_name_changes_with_sources(tmp_path: Path, monkeypatch):
+    """Any change of a kernel source or header gives a new extension name (a rebuild)."""
+    import shutil
+
+    for src in [*_build.kernel_sources(), _build.kernel_dir() / "wkv6.h"]:
+        shutil.copy(src, tmp_path / src.name)
+    monkeypatch.setattr(_build, "kernel_dir", lambda: tmp_path)
+    names = {_build.extension_name((9, 0))}
+    for fname in ("wkv6.cu", "wkv6.h", "wkv6_binding.cpp"):
+        with open(tmp_path / fname, "a") as fh:
+            fh.write("\n// changed\n")
+        names.add(_build.extension_name((9, 0)))
+    assert len(names) == 4
 
 
 def test_build_lock_times_out_while_held(tmp_path: Path):
