@@ -49,7 +49,7 @@ CONFIGS = {
 #: The ETT recipe: settings that differ from the estimator's defaults, chosen on the ETTh1 and
 #: ETTh2 validation parts (never the test parts) by ett_validation_sweep.py; see
 #: results/ett_validation_sweep.md. ETT is small and noisy: smaller encoders overfit less.
-ETT_RECIPE = {"d_model": 16, "head_size": 16}
+ETT_RECIPE = {"d_model": 16, "head_size": 16, "linear_skip": "raw"}
 #: Estimator settings a command line may override (the ETT recipe, else the estimator's defaults).
 OVERRIDABLE = {
     "d-model": int,
@@ -101,7 +101,10 @@ def run_one(
     # validation part.
     val_fraction = (va1 - tr1) / ((va1 - tr0) - lookback)
     patch_len, stride = patching(dataset)
-    overrides = ETT_RECIPE | {
+    recipe = dict(ETT_RECIPE)
+    if CONFIGS[config_name]["norm"] == "causal":
+        recipe.pop("linear_skip")  # the streamable branch reads the causally normalised window
+    overrides = recipe | {
         name.replace("-", "_"): getattr(args, name.replace("-", "_"))
         for name in OVERRIDABLE
         if getattr(args, name.replace("-", "_")) is not None
