@@ -16,7 +16,7 @@ in its own worker process (so that its resident memory is its own):
 Then throughput (samples per second) with 1, 100 and 10,000 concurrent series (one new sample for
 every series per call), and the state memory per series after 1e3, 1e5 and 1e6 samples.
 
-Run on one core: ``taskset -c 0 python benchmarks/streaming.py`` (torch uses one thread). Weights
+Run on one core: ``taskset -c 1 python benchmarks/streaming.py`` (torch uses one thread). Weights
 are random (timings do not depend on them). Results: ``benchmarks/results/streaming.{json,md}``.
 """
 
@@ -326,7 +326,8 @@ def worker_memory(kind: str, folder: Path, checkpoints: list[int]) -> dict:
         _torch_threads()
         import rwkv_ts
 
-        stream = rwkv_ts.load(folder / "model.rwkvts").stream(history=None)
+        # the torch back-end by name: the default ("auto") is the numba kernel for this model
+        stream = rwkv_ts.load(folder / "model.rwkvts").stream(history=None, backend="torch")
         stream.update_array(np.zeros((1, 0, 1)), series=["s"])
 
         def feed(chunk):
@@ -415,7 +416,49 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {kind} | {cp['samples']:,} | {cp['state_bytes']:,} | {cp['rss_mb']:.0f} |"
             )
+    lines += _notes_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+_RUN_KINDS = ("runtime", "stream_numba", "torch", "onnx", "rerun", "neuralforecast")
+
+
+def _run_row(report: dict, code: str) -> dict:
+    """One row of the table of runs: the date, what the code was, the p50 of every variant."""
+    lat = report.get("latency", {})
+    return {
+        "date": report.get("date"),
+        "code": code,
+        "p50_us": {k: round(lat[k]["p50_us"], 1) for k in _RUN_KINDS if "p50_us" in lat.get(k, {})},
+    }
+
+
+def earlier_runs(previous: dict) -> list[dict]:
+    """The runs before this one: those the previous results listed, then the previous run (the
+    timings of this shared VM vary up to 2x between runs, so one run alone says little)."""
+    if not previous:
+        return []
+    runs = list(previous.get("earlier_runs") or previous.get("earlier_runs_same_day") or [])
+    return runs + [_run_row(previous, previous.get("code", "the previous run"))]
+
+
+def _notes_markdown(report: dict) -> list[str]:
+    """The Notes section: the hand-written notes (kept from run to run in the JSON's ``notes``;
+    edit them there, or here, after a run) and the p50 of this run and the earlier ones."""
+    runs = [*report.get("earlier_runs", []), _run_row(report, report.get("code", "this run"))]
+    lines = ["", "## Notes", ""]
+    if report.get("notes"):
+        lines += [report["notes"], ""]
+    lines += [
+        "Runs of the same command (p50, µs):",
+        "",
+        "| run | runtime | numba stream | torch stream | ONNX | re-run | neuralforecast |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        cells = [f"{run['p50_us'][k]:.1f}" if k in run["p50_us"] else "—" for k in _RUN_KINDS]
+        lines.append(f"| {run['date']} ({run['code']}) | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
@@ -430,6 +473,11 @@ def main() -> None:
     parser.add_argument("--series", type=int, nargs="+", default=[1, 100, 10_000])
     parser.add_argument("--memory", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
     parser.add_argument("--out", default=str(RESULTS / "streaming.json"))
+    parser.add_argument(
+        "--code",
+        default="current code",
+        help="what the code of this run is, for the table of runs in the notes",
+    )
     args = parser.parse_args()
     if args.worker:
         global _VALUES
@@ -521,6 +569,10 @@ def main() -> None:
         "memory": memory,
     }
     out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    report["code"] = args.code
+    report["earlier_runs"] = earlier_runs(previous)
+    report["notes"] = previous.get("notes", "")
     write_json(out, report)
     out.with_suffix(".md").write_text(markdown(report))
     print(markdown(report))

@@ -212,3 +212,47 @@ def test_estimator_stream_on_the_numba_backend_equals_the_torch_stream():
         as_estimator(random_model(streamable_config(head_tokens=None), 0), data["p"]).stream(
             backend="numba"
         )
+
+
+def test_kernel_exp_and_erf_are_exact_to_float32():
+    # the kernel's own exp and erf (libm's do not vectorise here); torch computes in float32,
+    # whose resolution near 1 is 6e-8
+    import math
+
+    from rwkv_ts.runtime import kernel
+
+    x = np.concatenate([np.linspace(-87, 88, 200_001), [-1e-9, 0.0, 1e-9]])
+    ref = np.exp(x)
+    assert float(np.max(np.abs(kernel.exp(x) / ref - 1))) < 1e-11
+    assert kernel.exp(np.array([-1000.0]))[0] < 1e-37  # clamped, no overflow or NaN
+    assert np.isfinite(kernel.exp(np.array([1000.0]))[0])
+    z = np.concatenate([np.linspace(-8, 8, 200_001), [-50.0, 50.0, -1e-12, 1e-12]])
+    ref = np.array([math.erf(v) for v in z])
+    assert float(np.max(np.abs(kernel.erf(z) - ref))) < 1e-9
+
+
+def test_static_decay_and_single_distance_equal_the_torch_stream():
+    # the weight-only decay factor is computed at load time; one shift distance skips the mixer
+    config = streamable_config(
+        decay="static", shift_distances=(1,), tcn_dilations=(), lookback=20, linear_skip=True
+    )
+    rng = np.random.default_rng(21)
+    data = rng.normal(size=(2, 60, 1)).cumsum(axis=1)
+    est = as_estimator(random_model(config, 22), data[0, :20], mean=[0.3], std=[1.5])
+    stream = est.stream(history=None, backend="torch")
+    stream.update_array(np.zeros((2, 0, 1)), series=[0, 1])
+    runtime = _runtime_of(est).stream(2)
+    for t in range(0, 60, 7):
+        ref = stream.update_array(data[:, t : t + 7])
+        got = runtime.update(data[:, t : t + 7])
+        if t + 7 >= 20:
+            assert float(np.nanmax(np.abs(got - ref))) < TOL
+
+
+def test_kernel_parameter_indices_follow_the_packed_order():
+    from rwkv_ts.runtime import kernel
+    from rwkv_ts.runtime.weights import PARAM_NAMES
+
+    for i, name in enumerate(PARAM_NAMES):
+        assert getattr(kernel, "_" + name.upper()) == i, name
+    assert kernel._DECAY_STATIC == len(PARAM_NAMES)  # the extra row of weights.flatten's table

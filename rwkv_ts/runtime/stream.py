@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from rwkv_ts.runtime.kernel import make_scratch, run_lanes, unscale_forecasts, update_lanes
-from rwkv_ts.runtime.weights import ModelArrays, RuntimeModelError, pack, read_model_file
+from rwkv_ts.runtime.weights import ModelArrays, RuntimeModelError, flatten, pack, read_model_file
 
 RUNTIME_STATE_FORMAT = "rwkv-ts/runtime-state"
 _STATE_NAMES = ("nbuf", "count", "zbuf", "shift", "wkv", "tcn", "cm", "head", "fc")
@@ -39,7 +39,8 @@ class RuntimeModel:
         self.channels = list(arrays.channels)
         self.scale_mean = np.asarray(arrays.scale_mean, dtype=np.float64)
         self.scale_std = np.asarray(arrays.scale_std, dtype=np.float64)
-        self.params = pack(cfg, arrays.weights)
+        params = pack(cfg, arrays.weights)
+        self.flat, self.table = flatten(cfg, params)
         ints = [
             cfg.n_layers,
             cfg.n_heads,
@@ -60,7 +61,9 @@ class RuntimeModel:
         ]
         self.cfg = np.array(ints + list(cfg.distances) + list(cfg.dilations), dtype=np.int64)
         digest = hashlib.sha256(json.dumps(arrays.config_dict, sort_keys=True).encode())
-        for p in self.params:
+        # over the packed arrays, not the kernel's flat layout: a saved state stays valid when
+        # only that layout changes
+        for p in params:
             digest.update(np.ascontiguousarray(p).tobytes())
         digest.update(self.scale_mean.tobytes() + self.scale_std.tobytes())
         self.fingerprint = digest.hexdigest()
@@ -87,12 +90,24 @@ class RuntimeStream:
         self.model = model
         cfg = model.config
         self._c = len(model.channels)
+        self._horizon = cfg.horizon
         self._scratch = make_scratch(model.cfg, cfg.d_model, cfg.horizon)
-        self._tok = np.zeros(cfg.d_model, np.float32)
-        self._yb = np.zeros(cfg.horizon, np.float32)
-        self._lanes: np.ndarray | None = None
         self.state = self._zeros(0)
         self.add_series(n_series)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The state arrays by name (lanes first). Assign a whole new dict to replace them: the
+        kernel's arguments are gathered then, not on every update (a one-sample update is a few
+        tens of microseconds, so its Python side counts)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: dict[str, np.ndarray]) -> None:
+        m = self.model
+        self._state = value
+        self._lanes = np.arange(value["count"].shape[0], dtype=np.int64)
+        self._args = (m.flat, m.table, m.cfg, *(value[k] for k in _STATE_NAMES), self._scratch)
 
     def _zeros(self, lanes: int) -> dict[str, np.ndarray]:
         cfg = self.model.config
@@ -131,10 +146,11 @@ class RuntimeStream:
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim == 2:
             arr = arr[:, None, :]
-        n_series = self.n_series
         if series is None:
-            lanes, n_given = self._all_lanes(), n_series
+            lanes = self._lanes
+            n_given = lanes.shape[0] // self._c
         else:
+            n_series = self.n_series
             idx = np.asarray(series, dtype=np.int64).reshape(-1)
             if len(idx) and (idx.min() < 0 or idx.max() >= n_series):
                 raise ValueError(f"series positions must lie in [0, {n_series})")
@@ -145,40 +161,23 @@ class RuntimeStream:
                 f"C = {self._c} channels, got {np.shape(values)}"
             )
         m = self.model
-        x = np.empty((len(lanes), arr.shape[1]), np.float32)
-        out = np.empty((n_given, m.config.horizon, self._c), np.float64)
+        out = np.empty((n_given, self._horizon, self._c), np.float64)
         # scaling checks every value before any state changes: a bad sample changes nothing
-        ok = update_lanes(
-            arr, m.scale_mean, m.scale_std, lanes, m.params, m.cfg, *self._kernel_state(), x, out
-        )
-        if not ok:
+        if not update_lanes(arr, m.scale_mean, m.scale_std, lanes, *self._args, out):
             raise ValueError("values contain NaN or infinite values")
         return out
 
     def advance(self, lanes: np.ndarray, x: np.ndarray) -> None:
         """Advance ``lanes`` (m,) by already scaled samples ``x`` (m, k); no checks."""
-        m = self.model
         run_lanes(
             np.ascontiguousarray(lanes, dtype=np.int64),
             np.ascontiguousarray(x, dtype=np.float32),
-            m.params,
-            m.cfg,
-            *self._kernel_state(),
+            *self._args,
         )
-
-    def _kernel_state(self) -> tuple:
-        """The state arrays in the kernel's argument order, then its work space."""
-        return (*(self.state[k] for k in _STATE_NAMES), self._scratch, self._tok, self._yb)
 
     def forecast(self) -> np.ndarray:
         """Current forecasts (S, horizon, C) of every series."""
-        return self._forecasts(self._all_lanes())
-
-    def _all_lanes(self) -> np.ndarray:
-        n = self.state["count"].shape[0]
-        if self._lanes is None or len(self._lanes) != n:
-            self._lanes = np.arange(n, dtype=np.int64)
-        return self._lanes
+        return self._forecasts(self._lanes)
 
     def _forecasts(self, lanes: np.ndarray) -> np.ndarray:
         m, c = self.model, self._c
