@@ -82,7 +82,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         pooling: str = "mean+max",
         dropout: float = 0.2,
         max_epochs: int = 100,
-        batch_size: int = 16,
+        batch_size: int | str = "auto",
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-2,
         patience: int = 20,

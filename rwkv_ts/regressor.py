@@ -93,7 +93,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         pooling: str = "last",
         dropout: float = 0.1,
         max_epochs: int = 100,
-        batch_size: int = 32,
+        batch_size: int | str = 32,
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-2,
         patience: int = 15,

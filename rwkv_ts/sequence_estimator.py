@@ -71,6 +71,10 @@ _SHARED_DOC = """
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
         improvement of the validation loss, restoring the best epoch's weights.
+        ``batch_size="auto"`` (the classifier's default) is ``min(16, n_train // 10)``, at least
+        1: the rule of Fawaz et al. (2019) for deep time-series classifiers, so that a small
+        training set (UCR has many of 20-30 instances) still gets about ten optimiser steps per
+        epoch instead of one.
     val_fraction : float
         Share of the training instances held out for early stopping (split by instance, or by
         ``groups`` when given to ``fit``); 0 trains ``max_epochs`` epochs without validation.
@@ -115,13 +119,21 @@ class SequenceEstimator(BaseEstimator):
 
     # ------------------------------------------------------------------ checks and conversion
     def _check_params(self) -> None:
-        for name in ("patch_len", "stride", "max_epochs", "batch_size", "patience"):
+        for name in ("patch_len", "stride", "max_epochs", "patience"):
             _positive_int(name, getattr(self, name))
+        if self.batch_size != "auto":
+            _positive_int("batch_size", self.batch_size)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
+
+    def _batch_size(self, n_train: int) -> int:
+        """The training batch size for ``n_train`` training instances (see ``batch_size``)."""
+        if self.batch_size == "auto":
+            return max(1, min(16, n_train // 10))
+        return int(self.batch_size)
 
     def _instances(self, X: Any, min_length: int | None = None) -> Instances:
         return to_instances(
@@ -218,11 +230,12 @@ class SequenceEstimator(BaseEstimator):
         lengths = inst.lengths
         n_values = int(lengths.sum()) * inst.n_channels
         # scaled float32 copies of every instance, plus one padded batch of the longest ones
-        padded = self.batch_size * int(lengths.max()) * inst.n_channels
+        batch_size = self._batch_size(inst.n_instances)  # an upper bound before the split
+        padded = batch_size * int(lengths.max()) * inst.n_channels
         check_memory(
             8.0 * n_values + 4.0 * padded * (1 + 4 * self.d_model * self.n_layers),
             f"training on {inst.n_instances} instances of up to {int(lengths.max()):,} samples "
-            f"(batch_size={self.batch_size}, d_model={self.d_model})",
+            f"(batch_size={batch_size}, d_model={self.d_model})",
             "lower batch_size or d_model, or cut the longest instances",
         )
         train_idx, val_idx = self._split(inst.n_instances, stratify, groups)
@@ -255,6 +268,7 @@ class SequenceEstimator(BaseEstimator):
                 val_data,
                 options_from(
                     self,
+                    batch_size=self._batch_size(len(train_idx)),
                     random_state=seed,
                     loss=loss,
                     collate_fn=collate_sequences,

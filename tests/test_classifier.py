@@ -279,3 +279,31 @@ def test_block_tuples_accept_an_int_and_name_bad_values():
     for name, bad in (("shift_distances", ()), ("shift_distances", (0,)), ("tcn_dilations", "x")):
         with pytest.raises(ValueError, match=name):
             RWKVClassifier(**{**params, name: bad}).fit(X, y)
+
+
+def test_auto_batch_size_gives_small_training_sets_steps(synthetic_control):
+    # "auto" is min(16, n // 10): 23 instances train in batches of 2 (11 steps an epoch, the last
+    # partial batch dropped), not one batch of 16 that leaves 7 instances out every epoch.
+    from lightning.pytorch.callbacks import Callback
+
+    from rwkv_ts.training import training_callbacks
+
+    class Steps(Callback):
+        def __init__(self):
+            self.sizes = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.current_epoch == 0:
+                self.sizes.append(len(batch[-1]))
+
+    X, y = synthetic_control[:2]
+    X, y = X[::13][:23], y[::13][:23]  # 23 instances of every class
+    counter = Steps()
+    with training_callbacks(counter):
+        RWKVClassifier(**(TINY | {"batch_size": "auto", "max_epochs": 1})).fit(X, y)
+    assert counter.sizes == [2] * 11
+    clf = RWKVClassifier()
+    assert clf.batch_size == "auto"
+    assert [clf._batch_size(n) for n in (5, 23, 100, 159, 160, 10_000)] == [1, 2, 10, 15, 16, 16]
+    with pytest.raises(ValueError, match="batch_size"):
+        RWKVClassifier(**(TINY | {"batch_size": "large"})).fit(X, y)
