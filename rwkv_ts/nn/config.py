@@ -86,8 +86,8 @@ class RWKVTSConfig:
         What the linear branch reads: ``"normalised"``, the window after the model's
         normalisation (its forecast is denormalised with the encoder's), or ``"raw"``, the window
         as given to the model (its forecast is added after denormalisation: a plain linear model
-        of the input, as DLinear is). Which one forecasts better depends on the data: estimators
-        choose on their validation windows. ``"raw"`` needs ``norm="instance"``.
+        of the input, as DLinear is). Which one forecasts better depends on the data: compare
+        them on validation windows. ``"raw"`` needs ``norm="instance"``.
     """
 
     lookback: int = 336
