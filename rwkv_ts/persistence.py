@@ -197,11 +197,7 @@ def load(path: str | os.PathLike) -> Any:
     if header.get("estimator") != "RWKVForecaster":
         raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not an RWKVForecaster")
     try:
-        params = dict(header["params"])
-        for key in ("shift_distances", "tcn_dilations"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
-        est = RWKVForecaster(**params)
+        est = RWKVForecaster(**_saved_params(header))
         config = RWKVTSConfig.from_dict(header["config"])
         model = RWKVTSModel(config)
         _load_state_dict(model, tensors, path)
@@ -272,6 +268,15 @@ def save_scaled_model(
     return _write_atomic(record, metadata, Path(path))
 
 
+def _saved_params(header: dict) -> dict:
+    """The estimator parameters of a model file's header, tuples restored (JSON has lists)."""
+    params = dict(header["params"])
+    for key in ("shift_distances", "tcn_dilations"):
+        if isinstance(params.get(key), list):
+            params[key] = tuple(params[key])
+    return params
+
+
 def load_scaled_model(cls, header: dict, tensors: dict[str, torch.Tensor], path: Path):
     """The counterpart of :func:`save_scaled_model` for an estimator class ``cls`` whose model is
     an :class:`~rwkv_ts.nn.sequence.RWKVSequenceModel`: the estimator built from the saved
@@ -282,11 +287,7 @@ def load_scaled_model(cls, header: dict, tensors: dict[str, torch.Tensor], path:
     if header.get("estimator") != cls.__name__:
         raise ModelFileError(f"{path} holds a {header.get('estimator')!r}, not a {cls.__name__}")
     try:
-        params = dict(header["params"])
-        for key in ("shift_distances", "tcn_dilations"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
-        est = cls(**params)
+        est = cls(**_saved_params(header))
         config = SequenceConfig.from_dict(header["config"])
         model = RWKVSequenceModel(config)
         _load_state_dict(model, tensors, path)
@@ -330,27 +331,17 @@ def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
 def _load_sequence_estimator(header: dict, tensors: dict[str, torch.Tensor], path: Path) -> Any:
     from rwkv_ts.classifier import RWKVClassifier
     from rwkv_ts.data.serialize import decode_label
-    from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig
     from rwkv_ts.regressor import RWKVRegressor
 
     cls = RWKVClassifier if header["estimator"] == "RWKVClassifier" else RWKVRegressor
+    est = load_scaled_model(cls, header, tensors, path)
     try:
-        params = dict(header["params"])
-        for key in ("shift_distances", "tcn_dilations"):
-            if isinstance(params.get(key), list):
-                params[key] = tuple(params[key])
-        est = cls(**params)
-        config = SequenceConfig.from_dict(header["config"])
-        model = RWKVSequenceModel(config)
-        _load_state_dict(model, tensors, path)
         channels = list(header["channels"])
-        mean = tensors["scale.mean"].numpy()
-        std = tensors["scale.std"].numpy()
         if cls is RWKVClassifier:
             classes = np.array([decode_label(c) for c in header["classes"]])
-            if len(classes) != config.n_outputs:
+            if len(classes) != est.config_.n_outputs:
                 raise ModelFileError(
-                    f"{path}: {len(classes)} class labels for {config.n_outputs} model outputs"
+                    f"{path}: {len(classes)} class labels for {est.config_.n_outputs} model outputs"
                 )
             est.classes_ = classes
         else:
@@ -361,17 +352,9 @@ def _load_sequence_estimator(header: dict, tensors: dict[str, torch.Tensor], pat
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"{path} is incomplete or inconsistent: {exc!r}") from None
-    if mean.shape != (len(channels),) or std.shape != (len(channels),):
+    if len(channels) != est.config_.n_channels:
         raise ModelFileError(
-            f"{path}: scaler has shape {tuple(mean.shape)} for {len(channels)} channels"
+            f"{path}: {len(channels)} channel names for a model of {est.config_.n_channels}"
         )
-    model.eval()
-    est.model_ = model
-    est.config_ = config
     est.channels_ = channels
-    est.scale_mean_ = mean
-    est.scale_std_ = std
-    est.history_ = header.get("history", [])
-    est.best_epoch_ = header.get("best_epoch")
-    est.n_epochs_ = header.get("n_epochs")
     return est
