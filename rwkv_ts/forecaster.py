@@ -70,8 +70,8 @@ class RWKVForecaster(BaseEstimator):
         on the validation windows (``best_epoch_ == -1``). ``True`` or ``"normalised"``: the map
         reads the normalised window (RLinear); ``"raw"``: the window as given (DLinear; the
         windowed configuration only). Which forecasts better depends on the data (on ETT's
-        validation parts ``"raw"`` wins on ETTh1, ``"normalised"`` once the encoder is trained
-        on ETTh2): compare them on validation. ``False``: no linear branch.
+        validation parts ``"raw"`` wins on ETTh1, ``"normalised"`` on ETTh2): compare them on
+        validation. ``False``: no linear branch.
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without

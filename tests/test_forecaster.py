@@ -240,7 +240,8 @@ def _windows(values: np.ndarray, lookback: int, horizon: int):
 @pytest.mark.parametrize("skip_input", ["normalised", "raw"])
 def test_linear_branch_is_the_least_squares_fit(etth1_slice, skip_input):
     # Before training the model's forecast is the ridge least-squares linear forecast of the
-    # chosen input, fitted in the space the loss is measured in.
+    # chosen input, fitted in the space the loss is measured in: a normalised window's forecast
+    # is denormalised (times its std) before the loss, so its row counts with weight std**2.
     from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
 
     values = etth1_slice[["HUFL", "OT"]].to_numpy()
@@ -263,11 +264,11 @@ def test_linear_branch_is_the_least_squares_fit(etth1_slice, skip_input):
     mean = xs.mean(1, keepdims=True)
     std = np.sqrt(xs.var(1, keepdims=True) + 1e-5)
     if skip_input == "raw":
-        design, target = xs, ys - mean
+        design, target, row_scale = xs, ys - mean, np.ones_like(mean)
     else:
-        design, target = (xs - mean) / std, (ys - mean) / std
+        design, target, row_scale = (xs - mean) / std, (ys - mean) / std, std
     design = np.hstack([design, np.ones((len(design), 1))])
-    coef = np.linalg.lstsq(design, target, rcond=None)[0]
+    coef = np.linalg.lstsq(design * row_scale, target * row_scale, rcond=None)[0]
     expected = design @ coef
     expected = expected + mean if skip_input == "raw" else expected * std + mean
     got = forecast.permute(0, 2, 1).reshape(-1, horizon).double().numpy()

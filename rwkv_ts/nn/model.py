@@ -116,9 +116,12 @@ class RWKVTSModel(nn.Module):
         ``config.skip_input`` says, to the horizon) in closed form over ``batches`` of windows
         ``(x, y)`` with shapes ``(B, lookback, C)`` and ``(B, horizon, C)``, transformed exactly
         as ``forward`` does, so that training starts from the best linear forecast and the
-        encoder learns what it misses.
-        ``ridge`` is the penalty per window on the weights (not the bias). Returns the number of
-        univariate windows used.
+        encoder learns what it misses. A normalised branch's rows are weighted by the window's
+        variance: the fit minimises the squared error of the denormalised forecast, the loss
+        training minimises, so that near-constant windows (whose normalised targets are huge)
+        do not dominate it.
+        ``ridge`` is the penalty per (unit-weight) window on the weights (not the bias).
+        Returns the number of univariate windows used.
 
         Examples
         --------
@@ -140,7 +143,7 @@ class RWKVTSModel(nn.Module):
         device = self.skip.weight.device
         xtx = torch.zeros(lookback + 1, lookback + 1, dtype=torch.float64, device=device)
         xty = torch.zeros(lookback + 1, horizon, dtype=torch.float64, device=device)
-        n = 0
+        n, total_weight = 0, 0.0
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             series = x.permute(0, 2, 1).reshape(-1, x.shape[1])
@@ -150,18 +153,23 @@ class RWKVTSModel(nn.Module):
                 # the branch adds to the denormalised forecast, which is the window mean
                 # while the head is zero: it fits the departure from that mean
                 z, target = series, target - mean[:, None]
+                weight = torch.ones_like(mean, dtype=torch.float64)
             else:
                 target = (target - mean[:, None]) / std[:, None]
+                weight = std.double() ** 2
             if z.shape[1] < lookback:
                 z = nn.functional.pad(z, (lookback - z.shape[1], 0))
             design = torch.cat([z[:, z.shape[1] - lookback :], torch.ones_like(z[:, :1])], 1)
             design = design.double()
-            xtx += design.T @ design
-            xty += design.T @ target.double()
+            xtx += (design * weight[:, None]).T @ design
+            xty += (design * weight[:, None]).T @ target.double()
+            total_weight += float(weight.sum())
             n += design.shape[0]
         if n == 0:
             raise ValueError("no windows to fit the linear branch on")
-        penalty = torch.full((lookback + 1,), ridge * n, dtype=torch.float64, device=device)
+        penalty = torch.full(
+            (lookback + 1,), ridge * total_weight, dtype=torch.float64, device=device
+        )
         penalty[-1] = 0.0
         solution = torch.linalg.solve(xtx + torch.diag(penalty), xty)
         self.skip.weight.copy_(solution[:lookback].T.to(self.skip.weight.dtype))

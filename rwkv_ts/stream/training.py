@@ -193,7 +193,8 @@ def fit_skip_on_segments(
     The windowed configuration fits its branch on windows
     (:meth:`~rwkv_ts.nn.RWKVTSModel.fit_skip_least_squares`); here the normalisation runs over
     whole segments, as in deployment, and the design rows are the last ``positions`` scored tokens
-    of up to ``max_items`` segments (evenly spaced). Returns the number of rows used.
+    of up to ``max_items`` segments (evenly spaced), each weighted by the variance its forecast is
+    denormalised with (the fit minimises the training loss). Returns the number of rows used.
     """
     config = model.config
     lookback, horizon = config.lookback, config.horizon
@@ -204,7 +205,7 @@ def fit_skip_on_segments(
     items = np.unique(np.linspace(0, len(data) - 1, min(len(data), max_items)).astype(np.int64))
     xtx = torch.zeros(lookback + 1, lookback + 1, dtype=torch.float64)
     xty = torch.zeros(lookback + 1, horizon, dtype=torch.float64)
-    n = 0
+    n, total_weight = 0, 0.0
     for start in range(0, len(items), 256):
         batch = [data[int(i)] for i in items[start : start + 256]]
         series = torch.stack([x for x, _ in batch])[..., 0]
@@ -216,10 +217,15 @@ def fit_skip_on_segments(
         design = torch.cat([design, torch.ones_like(design[:, :1])], dim=1)
         goal = (targets.double() - mean[:, ends, None]) / std[:, ends, None]
         goal = goal.reshape(-1, horizon)
-        xtx += design.T @ design
-        xty += design.T @ goal
+        # rows weighted by the variance they are denormalised with: the fit minimises the
+        # squared error of the denormalised forecast (the training loss), so that near-constant
+        # stretches, whose normalised targets are huge, do not dominate it
+        weight = (std[:, ends].double() ** 2).reshape(-1, 1)
+        xtx += (design * weight).T @ design
+        xty += (design * weight).T @ goal
+        total_weight += float(weight.sum())
         n += design.shape[0]
-    penalty = torch.full((lookback + 1,), ridge * n, dtype=torch.float64)
+    penalty = torch.full((lookback + 1,), ridge * total_weight, dtype=torch.float64)
     penalty[-1] = 0.0
     solution = torch.linalg.solve(xtx + torch.diag(penalty), xty)
     model.skip.weight.copy_(solution[:lookback].T.to(model.skip.weight.dtype))
