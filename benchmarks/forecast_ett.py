@@ -16,6 +16,7 @@ skipped when present, so an interrupted sweep resumes.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -230,12 +231,6 @@ def run_one(
     return result
 
 
-def json_key(value: dict) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
-
-
 def averages(rows: list[dict]) -> list[dict]:
     """4-horizon averages per (config, dataset, lookback) that has every horizon 96-720."""
     out = []
@@ -319,8 +314,8 @@ def markdown(summary: dict) -> str:
         "",
         f"- command: `{summary['command']}`",
         f"- date: {summary['date']}",
-        f"- machine: {summary['machine'].get('gpu', summary['machine']['cpu'])}, "
-        f"torch {summary['machine']['torch']}",
+        "- machine: "
+        + "; ".join(f"{m.get('gpu', m['cpu'])}, torch {m['torch']}" for m in summary["machines"]),
         "- protocol: Time-Series-Library ETT borders, z-score on train, MSE/MAE on the scaled "
         "test set, "
         "every test window (stride 1)",
@@ -395,8 +390,6 @@ def main(argv=None) -> int:
                             / f"{config_name}_{dataset}_L{lookback}_H{horizon}_s{seed}.json"
                         )
                         if run_path.exists():
-                            import json
-
                             results.append(json.loads(run_path.read_text()))
                             continue
                         result = run_one(args, config_name, dataset, lookback, horizon, seed, prep)
@@ -438,14 +431,13 @@ def main(argv=None) -> int:
                     )
     # The machine and date of the training runs (a summary may be assembled elsewhere from the
     # stored runs).
-    machines = {json_key(row["machine"]): row["machine"] for row in rows}
+    machines = {json.dumps(row["machine"], sort_keys=True): row["machine"] for row in rows}
     summary = {
         "title": "ETT long-term forecasting" + (" (quick)" if args.quick else ""),
         "command": command_line(),
         "date": max((row["date"] for row in rows), default=now()),
         "summarised": now(),
-        "machine": next(iter(machines.values())) if len(machines) == 1 else machine(),
-        "machines": list(machines.values()),
+        "machines": list(machines.values()) or [machine()],
         "rows": rows,
         "averages": averages(rows),
     }

@@ -167,14 +167,21 @@ class RWKVTSModel(nn.Module):
             n += design.shape[0]
         if n == 0:
             raise ValueError("no windows to fit the linear branch on")
-        penalty = torch.full(
-            (lookback + 1,), ridge * total_weight, dtype=torch.float64, device=device
-        )
-        penalty[-1] = 0.0
-        solution = torch.linalg.solve(xtx + torch.diag(penalty), xty)
+        self.solve_skip(xtx, xty, ridge * total_weight)
+        return n
+
+    @torch.no_grad()
+    def solve_skip(self, xtx: torch.Tensor, xty: torch.Tensor, penalty: float) -> None:
+        """Set the linear branch to the ridge solution of the (weighted) normal equations
+        ``xtx`` (lookback + 1, lookback + 1) and ``xty`` (lookback + 1, horizon), whose last row
+        and column belong to the bias; ``penalty`` is added to the weights' diagonal, not the
+        bias'. The shared last step of every least-squares start."""
+        lookback = self.config.lookback
+        diagonal = torch.full((lookback + 1,), penalty, dtype=xtx.dtype, device=xtx.device)
+        diagonal[-1] = 0.0
+        solution = torch.linalg.solve(xtx + torch.diag(diagonal), xty)
         self.skip.weight.copy_(solution[:lookback].T.to(self.skip.weight.dtype))
         self.skip.bias.copy_(solution[lookback].to(self.skip.bias.dtype))
-        return n
 
     # ------------------------------------------------------------------ recurrent mode
     def init_state(

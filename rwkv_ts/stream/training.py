@@ -220,16 +220,12 @@ def fit_skip_on_segments(
         # rows weighted by the variance they are denormalised with: the fit minimises the
         # squared error of the denormalised forecast (the training loss), so that near-constant
         # stretches, whose normalised targets are huge, do not dominate it
-        weight = (std[:, ends].double() ** 2).reshape(-1, 1)
+        weight = (std[:, ends] ** 2).reshape(-1, 1)  # float64, as the statistics
         xtx += (design * weight).T @ design
         xty += (design * weight).T @ goal
         total_weight += float(weight.sum())
         n += design.shape[0]
-    penalty = torch.full((lookback + 1,), ridge * total_weight, dtype=torch.float64)
-    penalty[-1] = 0.0
-    solution = torch.linalg.solve(xtx + torch.diag(penalty), xty)
-    model.skip.weight.copy_(solution[:lookback].T.to(model.skip.weight.dtype))
-    model.skip.bias.copy_(solution[lookback].to(model.skip.bias.dtype))
+    model.solve_skip(xtx, xty, ridge * total_weight)
     return n
 
 
