@@ -46,6 +46,13 @@ CANDIDATES = {
     "lr1e-4_do0.3_skipraw_d16": dict(
         learning_rate=1e-4, dropout=0.3, linear_skip="raw", d_model=16, head_size=16
     ),
+    # round 5: the batch. It counts univariate windows: 128 is 7x fewer sequences a step than
+    # PatchTST's 128 multivariate ETT windows, and ETTm's epochs take 1,862 steps at 128.
+    "d16_auto_b128": dict(linear_skip="auto", d_model=16, head_size=16, batch_size=128),
+    "d16_auto_b896": dict(linear_skip="auto", d_model=16, head_size=16, batch_size=896),
+    "d16_auto_b896_lr3e-4": dict(
+        linear_skip="auto", d_model=16, head_size=16, batch_size=896, learning_rate=3e-4
+    ),
 }
 
 

@@ -10,7 +10,8 @@ day) and a DLinear-style linear map fitted by least squares on the same training
         --seeds 0 1 2
 
 Each (config, dataset, lookback, horizon, seed) run is stored under benchmarks/results/runs/ and
-skipped when present, so an interrupted sweep resumes.
+skipped when present, so an interrupted sweep resumes; ``--summarise-only`` trains nothing and
+writes the tables from the stored runs (runs made elsewhere, e.g. on a GPU machine).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ CONFIGS = {
 #: The ETT recipe: settings that differ from the estimator's defaults, chosen on the ETTh1 and
 #: ETTh2 validation parts (never the test parts) by ett_validation_sweep.py; see
 #: results/ett_validation_sweep.md. ETT is small and noisy: smaller encoders overfit less.
-ETT_RECIPE = {"d_model": 16, "head_size": 16, "linear_skip": "raw"}
+ETT_RECIPE = {"d_model": 16, "head_size": 16}
 #: Estimator settings a command line may override (the ETT recipe, else the estimator's defaults).
 OVERRIDABLE = {
     "d-model": int,
@@ -162,10 +163,7 @@ def run_one(
     # validation part.
     val_fraction = (va1 - tr1) / ((va1 - tr0) - lookback)
     patch_len, stride = patching(dataset)
-    recipe = dict(ETT_RECIPE)
-    if CONFIGS[config_name]["norm"] == "causal":
-        recipe.pop("linear_skip")  # the streamable branch reads the causally normalised window
-    overrides = recipe | {
+    overrides = ETT_RECIPE | {
         name.replace("-", "_"): getattr(args, name.replace("-", "_"))
         for name in OVERRIDABLE
         if getattr(args, name.replace("-", "_")) is not None
@@ -204,6 +202,8 @@ def run_one(
         "epochs": est.n_epochs_,
         "best_epoch": est.best_epoch_,
         "n_parameters": est.n_parameters_,
+        # what linear_skip="auto" chose on the validation part
+        "skip_input": est.config_.skip_input if est.config_.linear_skip else None,
         "params": {k: v for k, v in est.get_params().items() if k not in ("verbose",)},
         "history": est.history_,
     }
@@ -269,22 +269,22 @@ def averages_markdown(summary: dict) -> list[str]:
     if not avgs:
         return []
     published = list(PUBLISHED)
-    peer_names = list(avgs[0]["peers"])
-    short = {name: name.split(" (")[0] for name in peer_names}
+    peer_names = peer_columns(avgs)
     lines = [
         "",
         "## 4-horizon averages (96, 192, 336, 720): MSE / MAE",
         "",
         "| config | dataset | lookback | seeds | ours | "
-        + "".join(f"{short[n]} | " for n in peer_names)
+        + "".join(f"{n} | " for n in peer_names)
         + "".join(f"{n} ({PUBLISHED[n][0]}) | " for n in published)
         + "target MSE | met |",
         "|---|---|---|---|---|" + "---|" * (len(peer_names) + len(published)) + "---|---|",
     ]
     for a in avgs:
+        avg_peers = by_short_name(a["peers"])
         cells = "".join(
-            f"{a['peers'][n]['mse']:.3f} / {a['peers'][n]['mae']:.3f} | "
-            if n in a["peers"]
+            f"{avg_peers[n]['mse']:.3f} / {avg_peers[n]['mae']:.3f} | "
+            if n in avg_peers
             else "- | "
             for n in peer_names
         )
@@ -306,9 +306,23 @@ def averages_markdown(summary: dict) -> list[str]:
     return lines
 
 
+def short_name(peer: str) -> str:
+    """A peer's column name: its name without the parenthesis (the seasonal naive peer's period
+    differs between the hourly and the 15-minute datasets)."""
+    return peer.split(" (")[0]
+
+
+def by_short_name(peers: dict) -> dict:
+    return {short_name(name): value for name, value in peers.items()}
+
+
+def peer_columns(records: list[dict]) -> list[str]:
+    return list(dict.fromkeys(short_name(n) for r in records for n in r["peers"]))
+
+
 def markdown(summary: dict) -> str:
-    peer_names = list(summary["rows"][0]["peers"]) if summary["rows"] else []
-    short = {name: name.split(" (")[0] for name in peer_names}
+    full_names = list(dict.fromkeys(n for r in summary["rows"] for n in r["peers"]))
+    peer_names = peer_columns(summary["rows"])
     lines = [
         f"# {summary['title']}",
         "",
@@ -319,18 +333,19 @@ def markdown(summary: dict) -> str:
         "- protocol: Time-Series-Library ETT borders, z-score on train, MSE/MAE on the scaled "
         "test set, "
         "every test window (stride 1)",
-        "- peers (measured in each run, on the same windows): " + "; ".join(peer_names),
+        "- peers (measured in each run, on the same windows): " + "; ".join(full_names),
         "- MSE: mean ± standard deviation over the seeds; everything else: mean over the seeds",
         "",
         "| config | dataset | lookback | horizon | seeds | RWKV-TS (ours) MSE | MAE | "
-        + "".join(f"{short[n]} MSE | MAE | " for n in peer_names)
+        + "".join(f"{n} MSE | MAE | " for n in peer_names)
         + "fit s | epochs | params |",
         "|---|---|---|---|---|---|---|" + "---|---|" * len(peer_names) + "---|---|---|",
     ]
     for row in summary["rows"]:
+        row_peers = by_short_name(row["peers"])
         peers = "".join(
-            f"{row['peers'][n]['mse']:.4f} | {row['peers'][n]['mae']:.4f} | "
-            if n in row["peers"]
+            f"{row_peers[n]['mse']:.4f} | {row_peers[n]['mae']:.4f} | "
+            if n in row_peers
             else "- | - | "
             for n in peer_names
         )
@@ -344,7 +359,7 @@ def markdown(summary: dict) -> str:
         "Ratios (ours / peer MSE): "
         + "; ".join(
             f"{r['dataset']}/{r['horizon']} ({r['config']}): "
-            + ", ".join(f"{short[n]} {r['mse'] / p['mse']:.3f}" for n, p in r["peers"].items())
+            + ", ".join(f"{short_name(n)} {r['mse'] / p['mse']:.3f}" for n, p in r["peers"].items())
             for r in summary["rows"]
         )
     )
@@ -370,6 +385,11 @@ def main(argv=None) -> int:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--name", default=None, help="result file stem (default from the options)")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="train nothing: summarise the stored runs, listing the missing ones",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.datasets, args.horizons, args.lookbacks, args.seeds = ["ETTh1"], [96], [336], [0]
@@ -377,7 +397,7 @@ def main(argv=None) -> int:
     name = args.name or ("forecast_ett_quick" if args.quick else "forecast_ett")
     data_home = default_data_home()
     runs_dir = RESULTS / "runs" / name
-    rows = []
+    rows, missing = [], []
     for dataset in args.datasets:
         for lookback in args.lookbacks:
             prep = prepare(dataset, lookback, data_home)
@@ -392,6 +412,9 @@ def main(argv=None) -> int:
                         if run_path.exists():
                             results.append(json.loads(run_path.read_text()))
                             continue
+                        if args.summarise_only:
+                            missing.append(run_path.stem)
+                            continue
                         result = run_one(args, config_name, dataset, lookback, horizon, seed, prep)
                         result.update(date=now(), command=command_line(), machine=machine())
                         write_json(run_path, result)
@@ -403,6 +426,8 @@ def main(argv=None) -> int:
                             + ", ".join(f"{k}: {v['mse']:.4f}" for k, v in result["peers"].items()),
                             flush=True,
                         )
+                    if not results:
+                        continue
                     mses = np.array([r["mse"] for r in results])
                     rows.append(
                         {
@@ -444,6 +469,8 @@ def main(argv=None) -> int:
     write_json(RESULTS / f"{name}.json", summary)
     (RESULTS / f"{name}.md").write_text(markdown(summary))
     print(markdown(summary))
+    if missing:
+        print(f"{len(missing)} runs missing (not trained, --summarise-only): {' '.join(missing)}")
     return 0
 
 

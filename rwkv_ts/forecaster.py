@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,31 @@ from rwkv_ts.training import (
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def choose_skip_input(
+    config: RWKVTSConfig, train_data: WindowDataset, val_data: WindowDataset | None
+) -> RWKVTSConfig:
+    """``config`` with the linear branch's input (``"raw"`` or ``"normalised"``) whose
+    least-squares fit on ``train_data`` forecasts ``val_data`` with the lower MSE; unchanged
+    (``"normalised"``) without validation windows."""
+    if val_data is None or len(val_data) == 0:
+        return replace(config, skip_input="normalised")
+    errors = {}
+    # the candidates' random initialisation must not move the caller's generator
+    with torch.random.fork_rng(devices=[]):
+        for skip_input in ("normalised", "raw"):
+            candidate = RWKVTSModel(replace(config, skip_input=skip_input)).eval()
+            candidate.fit_skip_least_squares(DataLoader(train_data, batch_size=4096))
+            squared, count = 0.0, 0
+            with torch.no_grad():
+                for x, y in DataLoader(val_data, batch_size=4096):
+                    squared += float(((candidate.linear_forecast(x) - y) ** 2).double().sum())
+                    count += y.numel()
+            errors[skip_input] = squared / count
+    # ties keep the normalised branch, the one the streamable configuration shares
+    best = "raw" if errors["raw"] < errors["normalised"] else "normalised"
+    return replace(config, skip_input=best)
 
 
 class RWKVForecaster(BaseEstimator):
@@ -62,7 +88,7 @@ class RWKVForecaster(BaseEstimator):
     head : {"flatten", "last"} or int, default "flatten"
         Read every token of the lookback, only the last state, or the last ``head`` tokens.
     dropout : float, default 0.3
-    linear_skip : {True, "normalised", "raw", False}, default True
+    linear_skip : {"auto", True, "normalised", "raw", False}, default "auto"
         Add a linear map from the lookback to the forecast beside the encoder's head (a residual
         linear branch, as RLinear/DLinear), fitted by ridge least squares on the training windows
         before gradient training, so training starts from the best linear forecast and the
@@ -70,8 +96,10 @@ class RWKVForecaster(BaseEstimator):
         on the validation windows (``best_epoch_ == -1``). ``True`` or ``"normalised"``: the map
         reads the normalised window (RLinear); ``"raw"``: the window as given (DLinear; the
         windowed configuration only). Which forecasts better depends on the data (on ETT's
-        validation parts ``"raw"`` wins on ETTh1, ``"normalised"`` on ETTh2): compare them on
-        validation. ``False``: no linear branch.
+        validation parts ``"raw"`` wins on ETTh1, ``"normalised"`` on ETTh2). ``"auto"`` fits
+        both and keeps the one with the lower validation MSE (``"normalised"`` without a
+        validation part or with causal normalisation, where ``"raw"`` is not available); the
+        choice is ``config_.skip_input``. ``False``: no linear branch.
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
@@ -150,7 +178,7 @@ class RWKVForecaster(BaseEstimator):
         norm: str = "instance",
         head: str | int = "flatten",
         dropout: float = 0.3,
-        linear_skip: bool | str = True,
+        linear_skip: bool | str = "auto",
         max_epochs: int = 20,
         batch_size: int = 128,
         learning_rate: float = 1e-4,
@@ -248,16 +276,20 @@ class RWKVForecaster(BaseEstimator):
             head_tokens=self._head_tokens(n_patches),
             dropout=self.dropout,
             linear_skip=self._skip_input() is not None,
-            skip_input=self._skip_input() or "normalised",
+            # "auto" is decided in fit, on the validation windows
+            skip_input="raw" if self._skip_input() == "raw" else "normalised",
         )
 
     def _skip_input(self) -> str | None:
-        """What the linear branch reads: None (no branch), "normalised" or "raw"."""
+        """What the linear branch reads: None (no branch), "normalised", "raw" or "auto" (the
+        better of the two on validation, decided in fit)."""
         if self.linear_skip is False or self.linear_skip is None:
             return None
         if self.linear_skip is True:
             return "normalised"
-        _check_choice("linear_skip", self.linear_skip, (True, False, "normalised", "raw"))
+        _check_choice("linear_skip", self.linear_skip, (True, False, "normalised", "raw", "auto"))
+        if self.linear_skip == "auto" and self.norm != "instance":
+            return "normalised"
         if self.linear_skip == "raw" and self.norm != "instance":
             raise ValueError(
                 "linear_skip='raw' needs norm='instance'; the streamable configuration's linear "
@@ -355,6 +387,8 @@ class RWKVForecaster(BaseEstimator):
             # the prepared data decide the run with the parameters (scaler, split, windows)
             tag = estimator_tag(self, train_arrays, val_arrays, window, batch_size)
         seed = self.random_state
+        if self._skip_input() == "auto" and not config.streamable:
+            config = choose_skip_input(config, train_data, val_data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVTSModel(config)

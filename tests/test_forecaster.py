@@ -286,6 +286,60 @@ def test_linear_skip_forms_and_errors(etth1_slice):
         tiny(linear_skip="raw", norm="causal", head="last").fit(series)
 
 
+def _ar1(n: int = 800) -> np.ndarray:
+    # reverts to a fixed level: only the raw branch can see how far the window is from it
+    rng = np.random.default_rng(0)
+    values = np.zeros(n)
+    for t in range(1, n):
+        values[t] = 0.9 * values[t - 1] + rng.normal()
+    return values[:, None]
+
+
+@pytest.mark.parametrize("case, expected", [("ar1", "raw"), ("etth1_ot", "normalised")])
+def test_auto_linear_skip_keeps_the_branch_that_validates_better(etth1, case, expected):
+    from dataclasses import replace
+
+    import torch
+
+    from rwkv_ts.data import WindowDataset, chronological_split
+    from rwkv_ts.forecaster import choose_skip_input
+    from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
+
+    values = _ar1() if case == "ar1" else etth1.frame[["OT"]].to_numpy()[:3000]
+    values = ((values - values.mean(0)) / values.std(0)).astype(np.float32)
+    lookback, horizon = 48, 12
+    train, val = chronological_split([values], 0.25, lookback, horizon)
+    train, val = WindowDataset(train, lookback, horizon), WindowDataset(val, lookback, horizon)
+    config = RWKVTSConfig(
+        lookback=lookback, horizon=horizon, patch_len=8, stride=4, d_model=8, head_size=8,
+        n_layers=1, linear_skip=True,
+    )  # fmt: skip
+    errors = {}
+    for skip_input in ("normalised", "raw"):
+        model = RWKVTSModel(replace(config, skip_input=skip_input)).eval()
+        model.fit_skip_least_squares(torch.utils.data.DataLoader(train, batch_size=256))
+        x, y = next(iter(torch.utils.data.DataLoader(val, batch_size=len(val))))
+        with torch.no_grad():
+            errors[skip_input] = float(((model.linear_forecast(x) - y) ** 2).mean())
+    assert min(errors, key=errors.get) == expected, errors
+    state = torch.random.get_rng_state()
+    assert choose_skip_input(config, train, val).skip_input == expected
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's generator untouched
+    assert choose_skip_input(config, train, None).skip_input == "normalised"
+
+
+def test_auto_linear_skip_in_fit(etth1_slice):
+    ar1 = _ar1()
+    assert RWKVForecaster().linear_skip == "auto"
+    assert tiny(max_epochs=1).fit(ar1).config_.skip_input == "raw"
+    assert tiny(max_epochs=1, val_fraction=0.0).fit(ar1).config_.skip_input == "normalised"
+    streaming = tiny(max_epochs=1, norm="causal", head="last").fit(ar1)
+    assert streaming.config_.skip_input == "normalised" and streaming.config_.linear_skip
+    # a fixed seed gives the same model whichever branch was chosen
+    first, second = tiny(max_epochs=1).fit(ar1), tiny(max_epochs=1).fit(ar1)
+    pd.testing.assert_frame_equal(pd.DataFrame(first.predict()), pd.DataFrame(second.predict()))
+
+
 def test_raw_linear_branch_survives_save_and_load(etth1_slice, tmp_path):
     from rwkv_ts.persistence import load
 

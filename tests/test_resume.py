@@ -44,6 +44,8 @@ FC = dict(
     max_epochs=8,
     batch_size=16,
     learning_rate=6e-2,
+    # the early-stopping scenario below was built on the normalised linear branch
+    linear_skip=True,
     patience=2,
     dropout=0.3,
     verbose=False,
