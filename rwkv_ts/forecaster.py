@@ -34,8 +34,8 @@ def choose_skip_input(
     config: RWKVTSConfig, train_data: WindowDataset, val_data: WindowDataset | None
 ) -> RWKVTSConfig:
     """``config`` with the linear branch's input (``"raw"`` or ``"normalised"``) whose
-    least-squares fit on ``train_data`` forecasts ``val_data`` with the lower MSE; unchanged
-    (``"normalised"``) without validation windows."""
+    least-squares fit on ``train_data`` forecasts ``val_data`` with the lower MSE (ties and a
+    missing validation part give ``"normalised"``). Used by ``linear_skip="auto"``."""
     if val_data is None or len(val_data) == 0:
         return replace(config, skip_input="normalised")
     errors = {}
