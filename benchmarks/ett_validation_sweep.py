@@ -56,6 +56,9 @@ CANDIDATES = {
     # the streamable configuration (its batch counts lookback windows of its segments)
     "stream_d16_b128": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=128),
     "stream_d16_b896": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=896),
+    "stream_d16_b896_lr3e-4": dict(
+        norm="causal", head="last", d_model=16, head_size=16, batch_size=896, learning_rate=3e-4
+    ),
 }
 
 
