@@ -103,7 +103,7 @@ def _params(pairs: list[str] | None) -> dict:
 
 
 def _estimator(args: argparse.Namespace, data) -> Any:
-    from rwkv_ts.forecaster import RWKVForecaster
+    from rwkv_ts.forecaster import PRESETS, RWKVForecaster
 
     params = {
         "horizon": args.horizon,
@@ -122,7 +122,12 @@ def _estimator(args: argparse.Namespace, data) -> Any:
         # "--param shift_distances=1" means the one-element tuple
         if isinstance(valid[key], tuple) and isinstance(value, int) and not isinstance(value, bool):
             params[key] = (value,)
-    return RWKVForecaster(**params)
+    preset = getattr(args, "preset", None)
+    if preset is None:
+        return RWKVForecaster(**params)
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return RWKVForecaster.from_preset(preset, **params)
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -130,6 +135,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookback", type=int, default=336, help="steps read (default 336)")
     p.add_argument("--max-epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--preset",
+        help="start from a named preset: accurate, streaming or fast "
+        "(RWKVForecaster.from_preset; --param settings override it)",
+    )
     p.add_argument(
         "--param",
         action="append",

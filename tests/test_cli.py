@@ -92,6 +92,7 @@ def test_console_entry_point_runs():
         (["fit", "co2_weekly"], "--out"),
         (["fit", "co2_weekly", "--out", "m", "--param", "nonsense"], "KEY=VALUE"),
         (["fit", "co2_weekly", "--out", "m", "--param", "colour=red"], "unknown estimator"),
+        (["fit", "co2_weekly", "--out", "m", "--preset", "fastest"], "unknown preset 'fastest'"),
         (["fit", "co2_weekly", "--out", "m", "--channels", "OT"], "unknown channel"),
         (["fit", "co2_weekly", "--out", "m", "--horizon", "x"], "invalid int value"),
         (["fit", "co2_weekly", "--out", "m", "--horizon", "0", "--quiet"], "horizon"),
@@ -141,6 +142,19 @@ def test_fit_predict_evaluate_round_trip(model, co2_csv, tmp_path, capsys):
     assert set(report["metrics"]) == {"RWKV-TS", "naive", "seasonal naive"}
     assert len(report["mae_by_horizon"]["RWKV-TS"]) == 8
     assert (tmp_path / "e.png").stat().st_size > 10_000
+
+
+def test_fit_from_a_preset_with_overrides(co2_csv, tmp_path):
+    from rwkv_ts import load
+
+    out = tmp_path / "m.rwkvts"
+    argv = ["fit", str(co2_csv), "--out", str(out), "--preset", "streaming", *SMALL]
+    argv += ["--max-epochs", "1"]
+    assert main(argv) == 0
+    est = load(out)
+    # the preset's settings, and the --param ones over them
+    assert (est.norm, est.head, est.d_model) == ("causal", "last", 8)
+    assert est.config_.streamable
 
 
 def test_fit_writes_training_curves(co2_csv, tmp_path, capsys):

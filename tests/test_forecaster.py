@@ -376,3 +376,31 @@ def test_training_keeps_the_start_when_no_epoch_beats_it(keep_initial):
         assert model.weight.item() == 2.0 and model.bias.item() == 0.0
     else:
         assert result.best_epoch >= 0 and model.weight.item() != 2.0
+
+
+@pytest.mark.parametrize("name", ["accurate", "streaming", "fast"])
+def test_presets_set_their_parameters_and_yield_to_explicit_ones(name):
+    from rwkv_ts.forecaster import PRESETS
+
+    est = RWKVForecaster.from_preset(name, horizon=24, random_state=3)
+    params = est.get_params()
+    assert {key: params[key] for key in PRESETS[name]} == dict(PRESETS[name])
+    assert params["horizon"] == 24 and params["random_state"] == 3
+    # an explicit parameter wins over the preset's
+    assert RWKVForecaster.from_preset(name, d_model=48).d_model == 48
+    # an ordinary estimator: clone keeps every setting
+    assert clone(est).get_params() == params
+
+
+def test_preset_errors_are_named():
+    with pytest.raises(ValueError, match="'fastest'"):
+        RWKVForecaster.from_preset("fastest")
+    with pytest.raises(TypeError, match="horizn"):
+        RWKVForecaster.from_preset("fast", horizn=12)
+
+
+def test_streaming_preset_gives_the_streamable_configuration(etth1_slice):
+    est = RWKVForecaster.from_preset("streaming", **(TINY | {"max_epochs": 1})).fit(etth1_slice)
+    assert est.config_.streamable and est.config_.head_tokens == 1
+    forecast = est.predict()
+    assert len(forecast) == TINY["horizon"] and np.isfinite(forecast[est.channels_]).all().all()
