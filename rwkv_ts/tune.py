@@ -104,6 +104,9 @@ def _forecaster_space(est: Any) -> dict[str, Any]:
         "dropout": FloatDistribution(0.0, 0.3),
         "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
         "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+        # the default batch and the "fast" preset's (the batch counts univariate windows: 896
+        # is PatchTST's 128 windows of 7 channels)
+        "batch_size": [128, 896],
     }
 
 
