@@ -485,7 +485,7 @@ def main(argv=None) -> int:
     rows, missing, runs = [], [], []
     for dataset in args.datasets:
         for lookback in args.lookbacks:
-            prep = prepare(dataset, lookback, data_home)
+            prep = None  # the data are read only when a run is trained here
             for config_name in args.configs:
                 for horizon in args.horizons:
                     results = []
@@ -500,6 +500,7 @@ def main(argv=None) -> int:
                         if args.summarise_only:
                             missing.append(run_path.stem)
                             continue
+                        prep = prep or prepare(dataset, lookback, data_home)
                         result = run_one(args, config_name, dataset, lookback, horizon, seed, prep)
                         result.update(date=now(), command=command_line(), machine=machine())
                         write_json(run_path, result)

@@ -103,7 +103,7 @@ def _params(pairs: list[str] | None) -> dict:
 
 
 def _estimator(args: argparse.Namespace, data) -> Any:
-    from rwkv_ts.forecaster import PRESETS, RWKVForecaster
+    from rwkv_ts.forecaster import RWKVForecaster
 
     params = {
         "horizon": args.horizon,
@@ -125,8 +125,6 @@ def _estimator(args: argparse.Namespace, data) -> Any:
     preset = getattr(args, "preset", None)
     if preset is None:
         return RWKVForecaster(**params)
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
     return RWKVForecaster.from_preset(preset, **params)
 
 

@@ -284,7 +284,7 @@ class RWKVForecaster(BaseEstimator):
         32
         """
         if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+            raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
         return cls(**(dict(PRESETS[preset]) | params))
 
     # ------------------------------------------------------------------ helpers
