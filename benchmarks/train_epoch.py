@@ -2,9 +2,11 @@
 
 The end-to-end number of the kernels issue: the same estimator, data, seed and settings (lookback
 336, horizon 96, the estimator's defaults otherwise) trained for ``--epochs`` epochs on one GPU,
-once with ``RWKV_TS_KERNEL=cuda`` and once with ``RWKV_TS_KERNEL=torch``. The reported time is
-the wall time of the training steps of the last epoch (validation excluded; the first epoch
-carries the kernel load and allocator warm-up), from the estimator's ``history_``.
+once with ``RWKV_TS_KERNEL=cuda`` and once with ``RWKV_TS_KERNEL=torch``, each with the training
+step captured as a CUDA graph and without (``RWKV_TS_CUDA_GRAPH``; ``--cuda-graph``), at each of
+``--batch-sizes``. The reported time is the wall time of the training steps of the last epoch
+(validation excluded; the first epoch carries the kernel load, the graph capture and allocator
+warm-up), from the estimator's ``history_``.
 
     RWKV_TS_DATA=<data home> python benchmarks/train_epoch.py            # on a CUDA machine
 
@@ -33,26 +35,29 @@ from rwkv_ts.datasets import load_ett  # noqa: E402
 from rwkv_ts.training import training_callbacks  # noqa: E402
 
 
-def make_estimator(args, epochs: int) -> RWKVForecaster:
+def make_estimator(args, epochs: int, batch_size: int | None = None) -> RWKVForecaster:
     return RWKVForecaster(
         horizon=args.horizon,
         lookback=args.lookback,
         max_epochs=epochs,
         patience=epochs,
-        batch_size=args.batch_size,
+        batch_size=batch_size or args.batch_sizes[0],
         random_state=0,
         accelerator=args.accelerator,
         verbose=False,
     )
 
 
-def run(backend: str, frame, args) -> dict:
+def run(backend: str, graph: str, batch_size: int, frame, args) -> dict:
     os.environ["RWKV_TS_KERNEL"] = backend
-    est = make_estimator(args, args.epochs)
+    os.environ["RWKV_TS_CUDA_GRAPH"] = "1" if graph == "on" else "0"
+    est = make_estimator(args, args.epochs, batch_size)
     est.fit(frame)
     last = est.history_[-1]
     return {
         "backend": backend,
+        "cuda_graph": graph,
+        "batch_size": batch_size,
         "epoch_seconds": [h["train_seconds"] for h in est.history_],
         "last_epoch_seconds": last["train_seconds"],
         "train_loss": [h["train_loss"] for h in est.history_],
@@ -170,6 +175,7 @@ def summarize_profile(prof: StepProfiler, top: int) -> dict:
 def profile_run(backend: str, frame, args) -> dict:
     """One more epoch on ``backend`` with :class:`StepProfiler` joined to the training."""
     os.environ["RWKV_TS_KERNEL"] = backend
+    os.environ["RWKV_TS_CUDA_GRAPH"] = "1" if args.profile_graph == "on" else "0"
     prof = StepProfiler(args.profile_skip, args.profile_steps)
     with training_callbacks(prof):
         make_estimator(args, 1).fit(frame)
@@ -177,6 +183,7 @@ def profile_run(backend: str, frame, args) -> dict:
         return {"backend": backend, "error": f"fewer than {args.profile_skip + 1} training steps"}
     out = summarize_profile(prof, args.profile_top)
     out["backend"] = backend
+    out["cuda_graph"] = args.profile_graph
     out["skip_steps"] = args.profile_skip
     return out
 
@@ -187,7 +194,8 @@ def profile_markdown(p: dict) -> list[str]:
     t = p["totals"]
     lines = [
         "",
-        f"## Profile ({p['backend']} back-end, {t['steps']} training steps after "
+        f"## Profile ({p['backend']} back-end, CUDA graph {p.get('cuda_graph', 'off')}, "
+        f"{t['steps']} training steps after "
         f"{p['skip_steps']} warm-up steps, torch.profiler)",
         "",
         f"- per step: wall {t['wall_ms_per_step']:.2f} ms (under the profiler), GPU busy "
@@ -222,19 +230,33 @@ def profile_markdown(p: dict) -> list[str]:
     return lines
 
 
+def _label(r: dict) -> str:
+    return f"{r['backend']}, graph {r['cuda_graph']}, batch {r['batch_size']}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lookback", type=int, default=336)
     parser.add_argument("--horizon", type=int, default=96)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[128], help="the first one is profiled"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--accelerator", default="gpu")
     parser.add_argument("--backends", nargs="+", default=["cuda", "torch"])
+    parser.add_argument(
+        "--cuda-graph",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on", "off"],
+        help="train with the step captured as a CUDA graph (RWKV_TS_CUDA_GRAPH), without, or both",
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument(
         "--profile", action="store_true", help="profile training steps after the timed epochs"
     )
     parser.add_argument("--profile-backend", default="cuda")
+    parser.add_argument("--profile-graph", choices=["on", "off"], default="on")
     parser.add_argument("--profile-skip", type=int, default=50, help="warm-up steps first")
     parser.add_argument("--profile-steps", type=int, default=20)
     parser.add_argument("--profile-top", type=int, default=25, help="rows per table")
@@ -242,10 +264,24 @@ def main(argv=None) -> int:
 
     data = load_ett("ETTh1", data_home=default_data_home(), download=False)
     frame = data.frame.iloc[: data.borders["val"][1]]  # train + validation parts
-    runs = {}
-    for backend in args.backends:
-        runs[backend] = run(backend, frame, args)
-        print(backend, runs[backend]["epoch_seconds"], flush=True)
+    runs = []
+    for batch_size in args.batch_sizes:
+        for graph in args.cuda_graph:
+            for backend in args.backends:
+                runs.append(run(backend, graph, batch_size, frame, args))
+                print(_label(runs[-1]), runs[-1]["epoch_seconds"], flush=True)
+
+    def find(backend: str, graph: str, batch_size: int) -> dict | None:
+        key = (backend, graph, batch_size)
+        return next(
+            (r for r in runs if (r["backend"], r["cuda_graph"], r["batch_size"]) == key), None
+        )
+
+    for r in runs:
+        torch_run = find("torch", r["cuda_graph"], r["batch_size"])
+        eager = find(r["backend"], "off", r["batch_size"])
+        r["vs_torch_path"] = torch_run and torch_run["last_epoch_seconds"] / r["last_epoch_seconds"]
+        r["vs_no_graph"] = eager and eager["last_epoch_seconds"] / r["last_epoch_seconds"]
     result = {
         "title": "One training epoch of RWKVForecaster on ETTh1 (lookback 336, horizon 96)",
         "command": command_line(),
@@ -254,10 +290,6 @@ def main(argv=None) -> int:
         "settings": vars(args) | {"out_dir": None},
         "runs": runs,
     }
-    if {"cuda", "torch"} <= runs.keys():
-        result["speedup_cuda_vs_torch"] = (
-            runs["torch"]["last_epoch_seconds"] / runs["cuda"]["last_epoch_seconds"]
-        )
     if args.profile:
         result["profile"] = profile_run(args.profile_backend, frame, args)
         print("profile:", result["profile"].get("totals", result["profile"]), flush=True)
@@ -269,17 +301,22 @@ def main(argv=None) -> int:
         f"- date: {result['date']}",
         f"- machine: {result['machine'].get('gpu', result['machine']['cpu'])}, "
         f"torch {result['machine']['torch']}",
-        f"- settings: batch {args.batch_size}, {args.epochs} epochs, estimator defaults otherwise "
-        f"({next(iter(runs.values()))['n_parameters']:,} parameters)",
+        f"- settings: {args.epochs} epochs, estimator defaults otherwise "
+        f"({runs[0]['n_parameters']:,} parameters); time = the last epoch's training steps",
+        "- ratios: the PyTorch path's time (same CUDA-graph setting and batch) / this row's; the "
+        "same back-end without the CUDA graph / this row's",
         "",
-        "| WKV back-end | epoch seconds (each epoch) | last epoch vs PyTorch path |",
-        "|---|---|---|",
+        "| WKV back-end | CUDA graph | batch | epoch seconds (each epoch) | vs PyTorch path "
+        "| vs no graph |",
+        "|---|---|---|---|---|---|",
     ]
-    base = runs.get("torch", {}).get("last_epoch_seconds")
-    for name, r in runs.items():
-        ratio = f"{base / r['last_epoch_seconds']:.2f}x faster" if base else "-"
+    for r in runs:
         secs = ", ".join(f"{s:.2f}" for s in r["epoch_seconds"])
-        lines.append(f"| {name} | {secs} | {ratio} |")
+        ratios = [f"{x:.2f}x" if x else "-" for x in (r["vs_torch_path"], r["vs_no_graph"])]
+        lines.append(
+            f"| {r['backend']} | {r['cuda_graph']} | {r['batch_size']} | {secs} | "
+            f"{ratios[0]} | {ratios[1]} |"
+        )
     if "profile" in result:
         lines += profile_markdown(result["profile"])
     (args.out_dir / "train_epoch.md").write_text("\n".join(lines) + "\n")

@@ -472,6 +472,8 @@ class RWKVForecaster(BaseEstimator):
                     random_state=seed,
                     checkpoint_tag=tag,
                     keep_initial=config.linear_skip,
+                    # the encoder's forward never reads a value on the host: capturable
+                    cuda_graph=True,
                 ),
             )
         model.eval()

@@ -28,7 +28,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from rwkv_ts.training_step import GraphedStep, capturable_adamw
 
 
 class TrainingDivergedError(RuntimeError):
@@ -101,12 +103,13 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def _n_targets(loss: str | Callable[..., torch.Tensor], target) -> int:
-    """How many targets a batch's summed validation loss is divided by."""
+def _n_targets(loss: str | Callable[..., torch.Tensor], target) -> int | torch.Tensor:
+    """How many targets a batch's summed validation loss is divided by (a device tensor when
+    counting needs the values, so that validation does not wait on the device per batch)."""
     if callable(loss):
         counter = getattr(loss, "n_targets", None)
         return int(counter(target)) if counter is not None else int(target.numel())
-    return int(torch.isfinite(target).sum()) if loss == "masked_mse" else target.numel()
+    return torch.isfinite(target).sum() if loss == "masked_mse" else target.numel()
 
 
 @dataclass
@@ -147,6 +150,12 @@ class TrainingOptions:
     #: let the weights before training compete for the best validation loss (see
     #: :class:`BestWeights`); for models that start from a fit, not from random weights
     keep_initial: bool = False
+    #: run the optimisation step in rwkv-ts (:class:`rwkv_ts.training_step.GraphedStep`) and
+    #: replay it as a CUDA graph, when training on one CUDA device with
+    #: ``on_nonfinite_loss="raise"`` and no ``checkpoint_dir``; for models whose forward pass
+    #: never reads a tensor's value on the host (the estimator knows). ``RWKV_TS_CUDA_GRAPH=0``
+    #: turns it off everywhere.
+    cuda_graph: bool = False
 
 
 #: Estimator parameters that :func:`options_from` copies into :class:`TrainingOptions` by name.
@@ -188,7 +197,13 @@ class ForecastingSystem(pl.LightningModule):
     warm-up then cosine decay. A batch is ``(*inputs, target)``; the model is called on the
     inputs."""
 
-    def __init__(self, model: nn.Module, options: TrainingOptions, steps_per_epoch: int) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        options: TrainingOptions,
+        steps_per_epoch: int,
+        own_step: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         self.options = options
@@ -198,6 +213,14 @@ class ForecastingSystem(pl.LightningModule):
         self._epoch_skipped = 0
         self._skip_step = False
         self._step_idx = 0
+        # own_step: the step runs in rwkv-ts (GraphedStep), not in Lightning's automatic
+        # optimisation; its losses and non-finite flag stay on the device until the epoch ends
+        self.own_step = own_step
+        self.automatic_optimization = not own_step
+        self._graphed: GraphedStep | None = None
+        self._loss_sum: torch.Tensor | None = None
+        self._first_nonfinite: torch.Tensor | None = None
+        self._own_steps = 0
         check_training_settings(options.on_nonfinite_loss, options.checkpoint_dir)
         if callable(options.loss):
             self.loss_fn = options.loss
@@ -243,6 +266,8 @@ class ForecastingSystem(pl.LightningModule):
         )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self.own_step:
+            return self._own_training_step(batch, batch_idx)
         self._step_idx = batch_idx
         self._skip_step = False
         loss = self._loss(batch)
@@ -258,6 +283,64 @@ class ForecastingSystem(pl.LightningModule):
         self._epoch_losses.append(loss.detach().item())
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return loss
+
+    def _own_training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        """One step through :class:`GraphedStep`, with the learning rate of the schedule; no
+        host synchronisation (NaN is looked for at the end of the epoch's steps)."""
+        optimizer = self.optimizers().optimizer
+        if self._graphed is None:
+            self._graphed = GraphedStep(
+                self.model,
+                self.loss_fn,
+                optimizer,
+                gradient_clip=self.options.gradient_clip,
+                use_graph=self.options.cuda_graph,
+            )
+        rate = self.options.learning_rate * self.lr_factor(self._own_steps)
+        for group in optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(rate)
+            else:
+                group["lr"] = rate
+        *inputs, y = batch
+        loss, norm = self._graphed(inputs, y)
+        if self._loss_sum is None:
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+            self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=loss.device)
+        self._loss_sum += loss
+        bad = ~(torch.isfinite(loss) & torch.isfinite(norm)) & (self._first_nonfinite < 0)
+        self._first_nonfinite = torch.where(bad, batch_idx, self._first_nonfinite)
+        self._own_steps += 1
+        self._epoch_steps += 1
+        if self.options.verbose and batch_idx % 20 == 0:  # the bar reads it on the host
+            self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        return loss
+
+    def _end_own_steps(self) -> None:
+        """After an epoch's steps (own-step mode): raise on a non-finite step, take the mean
+        training loss. Synchronises with the device once."""
+        if self._loss_sum is None:
+            return
+        first = int(self._first_nonfinite)
+        if first >= 0:
+            raise TrainingDivergedError(
+                f"training loss or gradient norm became non-finite at epoch "
+                f"{self.current_epoch}, step {first}; lower learning_rate or check the input "
+                "for extreme values (or pass on_nonfinite_loss='skip', which trains without "
+                "CUDA graphs)"
+            )
+        self._epoch_losses = [float(self._loss_sum) / max(self._epoch_steps, 1)]
+        self._loss_sum = None
+
+    def lr_factor(self, step: int) -> float:
+        """The schedule: linear warm-up over the first epoch (at most a tenth of the steps), then
+        cosine decay to 5% of ``learning_rate``."""
+        total = self.options.max_epochs * self.steps_per_epoch
+        warmup = min(self.steps_per_epoch, max(total // 10, 1))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def on_before_optimizer_step(self, optimizer) -> None:
         # Called after backward, before gradient clipping and the step. Under DDP the gradients
@@ -278,12 +361,13 @@ class ForecastingSystem(pl.LightningModule):
         *inputs, y = batch
         # Summed loss so that the epoch's loss is exact whatever the last batch's size.
         sse = self.loss_fn(self.model(*inputs), y, reduction="sum")
-        self._val_sse = getattr(self, "_val_sse", 0.0) + sse.item()
+        # summed on the device (float64, as Python floats would be): no host sync per batch
+        self._val_sse = getattr(self, "_val_sse", 0.0) + sse.detach().double()
         self._val_n = getattr(self, "_val_n", 0) + _n_targets(self.options.loss, y)
 
     def on_validation_epoch_end(self) -> None:
-        n = getattr(self, "_val_n", 0)
-        sse = getattr(self, "_val_sse", 0.0)
+        n = int(getattr(self, "_val_n", 0))
+        sse = float(getattr(self, "_val_sse", 0.0))
         if self.trainer.world_size > 1:
             # Under DDP each rank validates a shard: sum them so that every rank sees the same
             # loss (early stopping and the best epoch must agree across ranks).
@@ -298,20 +382,34 @@ class ForecastingSystem(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self._last_val = val_loss
 
+    def _sync(self) -> None:
+        # the device may still be running queued steps: time them too
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def on_train_epoch_start(self) -> None:
+        self._sync()
         self._epoch_started = time.perf_counter()
         self._steps_ended: float | None = None
+        self._epoch_steps = 0
 
     def on_validation_start(self) -> None:
         # Lightning validates inside the training epoch: the training steps end here.
         if not self.trainer.sanity_checking and getattr(self, "_steps_ended", 0.0) is None:
+            self._sync()
             self._steps_ended = time.perf_counter()
+            if self.own_step:
+                self._end_own_steps()
 
     def on_train_epoch_end(self) -> None:
+        if self.own_step:
+            self._end_own_steps()
         train_loss = sum(self._epoch_losses) / max(len(self._epoch_losses), 1)
         self._epoch_losses = []
         # wall time of the epoch's training steps, validation excluded (each step's loss.item()
         # has synchronised with the device)
+        if self._steps_ended is None:
+            self._sync()
         ended = self._steps_ended if self._steps_ended is not None else time.perf_counter()
         seconds = ended - self._epoch_started
         entry = {"epoch": self.current_epoch, "train_loss": train_loss, "train_seconds": seconds}
@@ -328,21 +426,23 @@ class ForecastingSystem(pl.LightningModule):
         self.history = [dict(entry) for entry in checkpoint.get("rwkv_ts_history", [])]
 
     def configure_optimizers(self):
+        if self.own_step and self.options.cuda_graph and self.device.type == "cuda":
+            # the schedule is set by _own_training_step (a device tensor, no LambdaLR: its
+            # tensor arithmetic would read the rate back to the host every step)
+            return capturable_adamw(
+                list(self.model.parameters()),
+                self.options.learning_rate,
+                self.options.weight_decay,
+                self.device,
+            )
         optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=self.options.learning_rate,
             weight_decay=self.options.weight_decay,
         )
-        total = self.options.max_epochs * self.steps_per_epoch
-        warmup = min(self.steps_per_epoch, max(total // 10, 1))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        if self.own_step:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
@@ -380,7 +480,7 @@ class BestWeights(Callback):
             for batch in self.initial_loader:
                 *inputs, y = move_data_to_device(batch, pl_module.device)
                 sse += float(pl_module.loss_fn(model(*inputs), y, reduction="sum"))
-                n += _n_targets(pl_module.options.loss, y)
+                n += int(_n_targets(pl_module.options.loss, y))
         model.train(was_training)
         # every rank must take the same decision: rank 0's measurement rules
         score = trainer.strategy.broadcast(sse / n if n else math.inf, src=0)
@@ -600,6 +700,83 @@ def _resumable_checkpoint(path: Path, fingerprint: dict) -> dict | None:
     return state
 
 
+def _trains_on_cuda(options: TrainingOptions) -> bool:
+    """Whether Lightning will put this training on CUDA devices."""
+    accelerator = str(options.accelerator).lower()
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
+def _single_device(options: TrainingOptions) -> bool:
+    """Whether the training runs as one process on one device (no DDP)."""
+    devices = options.devices
+    if isinstance(devices, list | tuple):
+        return len(devices) == 1
+    if str(devices) == "1":
+        return True
+    if str(devices) in ("auto", "-1"):
+        return not _trains_on_cuda(options) or torch.cuda.device_count() == 1
+    return False
+
+
+def _own_step(options: TrainingOptions) -> bool:
+    """Whether the step runs in rwkv-ts as a CUDA graph (see ``TrainingOptions.cuda_graph``)."""
+    return (
+        options.cuda_graph
+        and os.environ.get("RWKV_TS_CUDA_GRAPH", "1").strip() != "0"
+        and _trains_on_cuda(options)
+        and _single_device(options)
+        and options.on_nonfinite_loss == "raise"
+        and options.checkpoint_dir is None
+    )
+
+
+class _BatchedItems(Dataset):
+    """A dataset with ``get_batch(indices)`` indexed by lists of items: one vectorised gather per
+    batch instead of one item at a time and a collate."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, indices):
+        return tuple(t.contiguous() for t in self.data.get_batch(indices))
+
+
+def _loader(
+    data: Dataset,
+    batch_size: int,
+    options: TrainingOptions,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader over ``data``; batched gathering where the dataset offers it (the same batches
+    in the same order as item-wise loading), pinned memory when training on CUDA."""
+    pin = _trains_on_cuda(options)
+    if hasattr(data, "get_batch") and options.collate_fn is None and _single_device(options):
+        sampler = RandomSampler(data, generator=generator) if shuffle else SequentialSampler(data)
+        return DataLoader(
+            _BatchedItems(data),
+            sampler=BatchSampler(sampler, batch_size, drop_last),
+            batch_size=None,
+            # (the loader draws its base seed from this generator, or from torch's global one
+            # when None, exactly as the item-wise loader does)
+            generator=generator,
+            pin_memory=pin,
+        )
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        collate_fn=options.collate_fn,
+        pin_memory=pin,
+    )
+
+
 def train_model(
     model: nn.Module,
     train_data: Dataset,
@@ -627,25 +804,21 @@ def train_model(
         generator.manual_seed(options.random_state)
     else:
         generator.seed()
-    train_loader = DataLoader(
+    train_loader = _loader(
         train_data,
-        batch_size=options.batch_size,
+        options.batch_size,
+        options,
         shuffle=True,
         generator=generator,
         drop_last=len(train_data) > options.batch_size,
-        collate_fn=options.collate_fn,
     )
     val_loader = (
-        DataLoader(
-            val_data,
-            batch_size=max(options.batch_size, 256),
-            shuffle=False,
-            collate_fn=options.collate_fn,
-        )
+        _loader(val_data, max(options.batch_size, 256), options, shuffle=False)
         if val_data is not None and len(val_data) > 0
         else None
     )
-    system = ForecastingSystem(model, options, steps_per_epoch=len(train_loader))
+    own_step = _own_step(options)
+    system = ForecastingSystem(model, options, steps_per_epoch=len(train_loader), own_step=own_step)
     callbacks: list[Callback] = list(options.extra_callbacks) + list(_EXTRA_CALLBACKS.get())
     best = None
     if val_loader is not None:
@@ -686,7 +859,8 @@ def train_model(
             enable_progress_bar=options.verbose,
             enable_model_summary=options.verbose,
             callbacks=callbacks,
-            gradient_clip_val=options.gradient_clip,
+            # (the own step clips itself: Lightning refuses clipping with manual optimisation)
+            gradient_clip_val=None if own_step else options.gradient_clip,
             num_sanity_val_steps=0,
             default_root_dir=options.log_dir,
         )
@@ -704,6 +878,8 @@ def train_model(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise TrainingOutOfMemoryError(_out_of_memory_message(exc, options)) from exc
+    if system._graphed is not None:
+        system._graphed.release()
     model.to("cpu")
     if options.checkpoint_dir is not None and trainer.is_global_zero:
         # Training is complete: the checkpoint has served (a later fit starts afresh).

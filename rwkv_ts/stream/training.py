@@ -46,12 +46,22 @@ def token_ends(length: int, patch_len: int, stride: int, n_head_tokens: int) -> 
     return first + stride * np.arange(n_head_tokens - 1, n_patches)
 
 
-def forecast_every_token(model: RWKVTSModel, series: torch.Tensor) -> torch.Tensor:
+def token_end_index(model: RWKVTSModel, length: int, device: torch.device) -> torch.Tensor:
+    """:func:`token_ends` of the model's per-token forecasts over ``length`` samples, as an index
+    tensor on ``device``."""
+    config = model.config
+    ends = token_ends(length, config.patch_len, config.stride, model.head.n_tokens)
+    return torch.from_numpy(ends.astype(np.int64)).to(device)
+
+
+def forecast_every_token(
+    model: RWKVTSModel, series: torch.Tensor, ends: torch.Tensor | None = None
+) -> torch.Tensor:
     """Forecasts (B, P', horizon) after every token of the univariate sequences ``series`` (B, L).
 
     Token ``j`` of the output is what ``model(series[:, : e_j + 1, None])`` forecasts, ``e_j``
     being :func:`token_ends` ``[j]``: the causal configuration is read out at every position in one
-    parallel pass.
+    parallel pass. ``ends`` may pass that index ready on the device (:func:`token_end_index`).
     """
     config = model.config
     if config.norm != "causal":
@@ -64,9 +74,8 @@ def forecast_every_token(model: RWKVTSModel, series: torch.Tensor) -> torch.Tens
     # (B, P - n + 1, D, n) -> (B, P - n + 1, n * D), oldest token first as the head flattens
     windows = tokens.unfold(1, n, 1).permute(0, 1, 3, 2).flatten(2)
     y = model.head.linear(model.head.dropout(windows))
-    ends = torch.from_numpy(
-        token_ends(length, config.patch_len, config.stride, n).astype(np.int64)
-    ).to(series.device)
+    if ends is None:
+        ends = token_end_index(model, length, series.device)
     if getattr(model, "skip", None) is not None:
         # the linear branch on the last lookback samples before each token's end (zeros before
         # the first sample, as forward pads)
@@ -85,11 +94,17 @@ class TokenForecasts(nn.Module):
     def __init__(self, model: RWKVTSModel) -> None:
         super().__init__()
         self.model = model
+        # token-end indices per (length, device), made once: a copy from the host in every
+        # forward pass would keep the training step out of a CUDA graph
+        self._ends: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[2] != 1:
             raise ValueError(f"expected (batch, length, 1) segments, got {tuple(x.shape)}")
-        return forecast_every_token(self.model, x[..., 0])
+        key = (x.shape[1], x.device)
+        if key not in self._ends:
+            self._ends[key] = token_end_index(self.model, x.shape[1], x.device)
+        return forecast_every_token(self.model, x[..., 0], self._ends[key])
 
 
 class SegmentDataset(Dataset):
