@@ -273,6 +273,9 @@ class SequenceEstimator(BaseEstimator):
                     loss=loss,
                     collate_fn=collate_sequences,
                     checkpoint_tag=tag,
+                    # the encoder reads nothing on the host while a graph is captured; batches
+                    # of other lengths than the captured one train eagerly
+                    cuda_graph=True,
                 ),
             )
         model.eval()

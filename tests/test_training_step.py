@@ -126,6 +126,35 @@ def test_the_forecaster_asks_for_the_graph(etth1_slice, monkeypatch):
     assert seen == [True]
 
 
+SEQ_TINY = dict(patch_len=4, stride=2, d_model=16, head_size=8, n_layers=1, max_epochs=2)
+
+
+def _sequence_fits(shared_data_home, accelerator: str = "auto", **extra):
+    """A classifier on SyntheticControl (equal lengths) and a per-cycle RUL regressor on six
+    FD001 engines (unequal lengths, per-token targets), both fitted."""
+    from rwkv_ts import RWKVClassifier, RWKVRegressor
+    from rwkv_ts.datasets import load_classification, load_cmapss
+
+    X, y = load_classification("SyntheticControl", "train", data_home=shared_data_home)
+    clf = RWKVClassifier(**SEQ_TINY, random_state=0, accelerator=accelerator, **extra)
+    clf.fit(X[:120], y[:120])
+    prep = load_cmapss("FD001", data_home=shared_data_home).prepare(rul_cap=125)
+    reg = RWKVRegressor(**SEQ_TINY, random_state=0, accelerator=accelerator, **extra)
+    reg.fit(prep.X_train[:6], prep.y_train[:6])
+    return clf, reg
+
+
+@pytest.mark.filterwarnings("error::rwkv_ts.training_step.CudaGraphWarning")
+def test_sequence_estimators_own_step_trains_as_lightning_does(shared_data_home, monkeypatch):
+    reference = _sequence_fits(shared_data_home)
+    monkeypatch.setattr(training, "_own_step", lambda options: True)
+    own = _sequence_fits(shared_data_home)
+    for a, b in zip(reference, own, strict=True):
+        for name, tensor in a.model_.state_dict().items():
+            assert torch.equal(tensor, b.model_.state_dict()[name]), (type(a).__name__, name)
+        assert [h.get("val_loss") for h in a.history_] == [h.get("val_loss") for h in b.history_]
+
+
 def _model(seed: int = 0) -> RWKVTSModel:
     torch.manual_seed(seed)
     config = RWKVTSConfig(
@@ -205,3 +234,20 @@ def test_forecaster_fit_with_and_without_the_graph(etth1_slice, monkeypatch):
     a = graphed.predict()[graphed.channels_].to_numpy()
     b = eager.predict()[eager.channels_].to_numpy()
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+@gpu
+@pytest.mark.filterwarnings("error::rwkv_ts.training_step.CudaGraphWarning")
+def test_sequence_estimators_with_and_without_the_graph(shared_data_home, monkeypatch):
+    monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "1")
+    graphed = _sequence_fits(shared_data_home, "gpu", dropout=0.0)
+    monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "0")
+    eager = _sequence_fits(shared_data_home, "gpu", dropout=0.0)
+    for a, b in zip(graphed, eager, strict=True):
+        np.testing.assert_allclose(
+            [h["train_loss"] for h in a.history_], [h["train_loss"] for h in b.history_], rtol=1e-3
+        )
+    X = np.random.default_rng(0).normal(size=(5, 1, 60))
+    np.testing.assert_allclose(
+        graphed[0].predict_proba(X), eager[0].predict_proba(X), rtol=1e-3, atol=1e-4
+    )

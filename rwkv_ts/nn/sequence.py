@@ -294,6 +294,10 @@ def _where_state(mask: torch.Tensor, new: dict, old: dict) -> dict:
     return out
 
 
+def _capturing(x: torch.Tensor) -> bool:
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 class RWKVSequenceModel(nn.Module):
     """RWKV-TS encoder with a causal read-out: class logits or values after every patch.
 
@@ -363,7 +367,9 @@ class RWKVSequenceModel(nn.Module):
         if lengths is None:
             return outputs[:, -1]
         last = (lengths.to(outputs.device) - self.config.patch_len) // self.config.stride
-        if int(last.min()) < 0:
+        # (not while a CUDA graph is being captured: reading a value on the host is not allowed
+        # there; the estimators check the lengths when the data come in)
+        if not _capturing(outputs) and int(last.min()) < 0:
             raise ValueError(
                 f"a sequence has {int(lengths.min())} samples, fewer than "
                 f"patch_len={self.config.patch_len}"
