@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_forecaster import TINY
 from torch.utils.data import DataLoader, TensorDataset
 
 import rwkv_ts.training as training
@@ -24,20 +25,6 @@ from rwkv_ts.training_step import CudaGraphWarning, GraphedStep, capturable_adam
 
 HAS_CUDA = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="CUDA not available")
-
-TINY = dict(
-    horizon=12,
-    lookback=48,
-    patch_len=8,
-    stride=4,
-    d_model=16,
-    head_size=8,
-    n_layers=1,
-    max_epochs=2,
-    batch_size=64,
-    verbose=False,
-    random_state=0,
-)
 
 
 @pytest.mark.filterwarnings("error::rwkv_ts.training_step.CudaGraphWarning")
