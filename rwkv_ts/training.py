@@ -713,8 +713,10 @@ def _single_device(options: TrainingOptions) -> bool:
         return len(devices) == 1
     if str(devices) == "1":
         return True
-    if str(devices) in ("auto", "-1"):
+    if str(devices) == "auto":  # Lightning: every GPU, or one CPU process
         return not _trains_on_cuda(options) or torch.cuda.device_count() == 1
+    if str(devices) == "-1":  # every GPU (on CPUs Lightning decides: not assumed single)
+        return _trains_on_cuda(options) and torch.cuda.device_count() == 1
     return False
 
 

@@ -96,6 +96,7 @@ def test_the_graph_is_used_only_where_it_can_be(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert not training._own_step(base)  # "auto" devices on two GPUs: DDP
     assert training._own_step(TrainingOptions(cuda_graph=True, devices=[1]))
+    assert not training._own_step(TrainingOptions(cuda_graph=True, devices=-1))
     monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "0")
     assert not training._own_step(TrainingOptions(cuda_graph=True, devices=1))
 
