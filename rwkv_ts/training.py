@@ -192,6 +192,10 @@ def options_from(estimator, **settings) -> TrainingOptions:
     return TrainingOptions(**{**values, **settings})
 
 
+def _nothing() -> None:
+    pass
+
+
 class ForecastingSystem(pl.LightningModule):
     """Lightning training system: the loss of ``options.loss`` (MSE for forecasting), AdamW,
     warm-up then cosine decay. A batch is ``(*inputs, target)``; the model is called on the
@@ -287,7 +291,8 @@ class ForecastingSystem(pl.LightningModule):
     def _own_training_step(self, batch, batch_idx: int) -> torch.Tensor:
         """One step through :class:`GraphedStep`, with the learning rate of the schedule; no
         host synchronisation (NaN is looked for at the end of the epoch's steps)."""
-        optimizer = self.optimizers().optimizer
+        lightning_optimizer = self.optimizers()
+        optimizer = lightning_optimizer.optimizer
         if self._graphed is None:
             self._graphed = GraphedStep(
                 self.model,
@@ -303,7 +308,11 @@ class ForecastingSystem(pl.LightningModule):
             else:
                 group["lr"] = rate
         *inputs, y = batch
+        # Lightning counts optimiser steps (trainer.global_step) in these hooks of its optimiser
+        # wrapper, whose step() the graph bypasses
+        getattr(lightning_optimizer, "_on_before_step", _nothing)()
         loss, norm = self._graphed(inputs, y)
+        getattr(lightning_optimizer, "_on_after_step", _nothing)()
         if self._loss_sum is None:
             self._loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
             self._first_nonfinite = torch.full((), -1, dtype=torch.long, device=loss.device)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lightning.pytorch.callbacks import Callback
 from test_forecaster import TINY
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -20,20 +21,34 @@ import rwkv_ts.training as training
 from rwkv_ts import RWKVForecaster
 from rwkv_ts.data import WindowDataset
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
-from rwkv_ts.training import TrainingDivergedError, TrainingOptions, train_model
+from rwkv_ts.training import (
+    TrainingDivergedError,
+    TrainingOptions,
+    train_model,
+    training_callbacks,
+)
 from rwkv_ts.training_step import CudaGraphWarning, GraphedStep, capturable_adamw
 
 HAS_CUDA = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="CUDA not available")
 
 
+class _GlobalStep(Callback):
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.global_step = trainer.global_step
+
+
 @pytest.mark.filterwarnings("error::rwkv_ts.training_step.CudaGraphWarning")
 @pytest.mark.parametrize("streamable", [False, True])
 def test_own_step_trains_as_lightning_does(etth1_slice, monkeypatch, streamable):
     extra = dict(norm="causal", head="last") if streamable else {}
-    reference = RWKVForecaster(**TINY, **extra).fit(etth1_slice)
+    steps = _GlobalStep(), _GlobalStep()
+    with training_callbacks(steps[0]):
+        reference = RWKVForecaster(**TINY, **extra).fit(etth1_slice)
     monkeypatch.setattr(training, "_own_step", lambda options: True)
-    own = RWKVForecaster(**TINY, **extra).fit(etth1_slice)
+    with training_callbacks(steps[1]):
+        own = RWKVForecaster(**TINY, **extra).fit(etth1_slice)
+    assert steps[1].global_step == steps[0].global_step > 0  # callbacks see the same counts
     for name, tensor in reference.model_.state_dict().items():
         assert torch.equal(tensor, own.model_.state_dict()[name]), name
     assert [h["train_loss"] for h in own.history_] == [h["train_loss"] for h in reference.history_]
