@@ -12,23 +12,12 @@ import polars as pl
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from tiny_settings import TINY_FORECASTER
 
 from rwkv_ts import RWKVForecaster
 from rwkv_ts.data import DataValidationError
 
-TINY = dict(
-    horizon=12,
-    lookback=48,
-    patch_len=8,
-    stride=4,
-    d_model=16,
-    head_size=8,
-    n_layers=1,
-    max_epochs=2,
-    batch_size=64,
-    verbose=False,
-    random_state=0,
-)
+TINY = TINY_FORECASTER
 
 
 def tiny(**overrides) -> RWKVForecaster:

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lightning.pytorch.callbacks import Callback
-from test_forecaster import TINY
+from tiny_settings import TINY_FORECASTER as TINY
 from torch.utils.data import DataLoader, TensorDataset
 
 import rwkv_ts.training as training
