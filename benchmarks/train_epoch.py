@@ -202,9 +202,13 @@ def profile_markdown(p: dict) -> list[str]:
         f"{t['gpu_busy_ms_per_step']:.2f} ms ({100 * t['gpu_busy_fraction_of_wall']:.0f}% of "
         f"wall) in {t['gpu_kernels_per_step']:.0f} kernels/copies, host time inside operators "
         f"{t['cpu_ops_ms_per_step']:.2f} ms, WKV kernels {t['wkv_kernel_ms_per_step']:.3f} ms",
-        "- times in ms per training step; `self` excludes the operators called inside; Lightning "
-        "runs the forward and backward inside the optimiser's step closure, so "
-        "`Optimizer.step#...` includes them",
+        "- times in ms per training step; `self` excludes the operators called inside; "
+        + (
+            "with the CUDA graph a step is one `cudaGraphLaunch` and its kernels"
+            if p.get("cuda_graph") == "on"
+            else "Lightning runs the forward and backward inside the optimiser's step closure, "
+            "so `Optimizer.step#...` includes them"
+        ),
     ]
 
     def table(title: str, rows: list[dict]) -> list[str]:

@@ -111,10 +111,10 @@ class GraphedStep:
     def _body(self, inputs: Sequence[Tensor], target: Tensor) -> tuple[Tensor, Tensor]:
         loss = self.loss_fn(self.model(*inputs), target)
         loss.backward()
-        grads = [p.grad for p in self.params if p.grad is not None]
         if self.gradient_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.gradient_clip)
         else:
+            grads = [p.grad for p in self.params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads)
         self.optimizer.step()
         return loss.detach(), norm.detach()
@@ -124,10 +124,10 @@ class GraphedStep:
         return self._body(inputs, target)
 
     def _matches(self, inputs: Sequence[Tensor], target: Tensor) -> bool:
-        pairs = list(zip(self._static_inputs, inputs, strict=False)) + [
-            (self._static_target, target)
-        ]
-        return len(inputs) == len(self._static_inputs) and all(
+        if len(inputs) != len(self._static_inputs):
+            return False
+        pairs = zip([*self._static_inputs, self._static_target], [*inputs, target], strict=True)
+        return all(
             a.shape == b.shape and a.dtype == b.dtype and a.device == b.device for a, b in pairs
         )
 
