@@ -21,7 +21,7 @@ if args.quick:
     X_test, y_test = X_test[:30], y_test[:30]
 
 clf = RWKVClassifier(
-    d_model=16 if args.quick else 64,
+    d_model=16 if args.quick else 128,
     n_layers=1 if args.quick else 2,
     max_epochs=3 if args.quick else 60,
     random_state=0,

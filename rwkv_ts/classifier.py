@@ -68,9 +68,9 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
 
     def __init__(
         self,
-        patch_len: int = 4,
-        stride: int = 2,
-        d_model: int = 64,
+        patch_len: int = 8,
+        stride: int = 4,
+        d_model: int = 128,
         n_layers: int = 2,
         head_size: int = 16,
         ffn_mult: float = 2.0,

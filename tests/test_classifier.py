@@ -147,11 +147,14 @@ def _stream_model(patch_len: int, stride: int, norm: str, pooling: str) -> RWKVC
         ).fit(X, ["x", "y", "z"] * 4)
         # random weights: the zero-initialised output projections would leave blocks inert
         # a seed that is the same in every process (hash() of a str is not: the weights, and
-        # with them the size of float32 rounding, changed from run to run)
+        # with them the size of float32 rounding, changed from run to run). Scale 0.15, not
+        # 0.3: at 0.3 the second block of the (3, 3, causal) model amplified a 1e-7 rounding
+        # difference of the first block's output 500-fold, so about one random input in a
+        # thousand exceeded 1e-5 (the worst of 300 inputs: 4.7e-6 at 0.3, 2.8e-7 at 0.15).
         gen = torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
         with torch.no_grad():
             for p in clf.model_.parameters():
-                p.add_(0.3 * torch.randn(p.shape, generator=gen))
+                p.add_(0.15 * torch.randn(p.shape, generator=gen))
         _STREAM_MODELS[key] = clf
     return _STREAM_MODELS[key]
 

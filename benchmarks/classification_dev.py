@@ -1,0 +1,198 @@
+"""Choosing RWKVClassifier's defaults on development data sets that the benchmark does not use.
+
+The classification benchmark (``classification.py``) scores the data sets in
+``ts_classification``; defaults chosen on their test splits would be tuned on the test. This
+script scores candidate settings on other UCR/UEA data sets, those that sktime ships
+(GunPoint, ArrowHead, ItalyPowerDemand, OSULeaf, BasicMotions: train/test splits as published),
+with MiniRocket beside them, and reports each candidate's mean accuracy over those data sets for
+single models and for the mean of the seeds' class probabilities (an ensemble).
+
+Usage::
+
+    python benchmarks/classification_dev.py --configs default lr3e-4 --seeds 0 1 2 --out dev_a
+    python benchmarks/classification_dev.py --merge dev_*.rows.json --out classification_dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, command_line, machine, now, write_json  # noqa: E402
+
+DATASETS = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "BasicMotions"]
+
+#: candidate settings: overrides of RWKVClassifier's defaults
+CONFIGS: dict[str, dict] = {
+    "default": {},
+    "lr3e-4": {"learning_rate": 3e-4},
+    "lr3e-3": {"learning_rate": 3e-3},
+    "d32": {"d_model": 32},
+    "d128": {"d_model": 128},
+    "dropout0.4": {"dropout": 0.4},
+    "wd0.1": {"weight_decay": 0.1},
+    "patch8s4": {"patch_len": 8, "stride": 4},
+    "patch2s1": {"patch_len": 2, "stride": 1},
+    "pool-mean": {"pooling": "mean"},
+    "tcn-wide": {"tcn_dilations": (1, 2, 4, 8, 16)},
+    "layers1": {"n_layers": 1},
+    "layers3": {"n_layers": 3},
+    "epochs300": {"max_epochs": 300, "patience": 60},
+    # round 2: the two best single changes of round 1 together
+    "p8s4-d128": {"patch_len": 8, "stride": 4, "d_model": 128},
+    # round 3: around it
+    "p16s8-d128": {"patch_len": 16, "stride": 8, "d_model": 128},
+    "p8s4-d256": {"patch_len": 8, "stride": 4, "d_model": 256},
+    "p8s4-d128-tcn-wide": {
+        "patch_len": 8,
+        "stride": 4,
+        "d_model": 128,
+        "tcn_dilations": (1, 2, 4, 8, 16),
+    },
+    "p8s4-d128-lr3e-3": {"patch_len": 8, "stride": 4, "d_model": 128, "learning_rate": 3e-3},
+}
+
+
+def _load(name: str):
+    from sktime.datasets import load_UCR_UEA_dataset
+
+    out = []
+    for split in ("train", "test"):
+        X, y = load_UCR_UEA_dataset(name, split=split, return_X_y=True, return_type="numpy3D")
+        out += [np.asarray(X, dtype=np.float64), np.asarray(y).astype(str)]
+    return out
+
+
+def run(args) -> list[dict]:
+    import torch
+
+    from rwkv_ts import RWKVClassifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows: list[dict] = []
+    out = Path(args.out_dir) / f"{args.out}.rows.json"
+    for name in args.datasets:
+        X, y, Xt, yt = _load(name)
+        if args.minirocket:
+            from sktime.classification.kernel_based import RocketClassifier
+
+            m = RocketClassifier(rocket_transform="minirocket", random_state=0).fit(X, y)
+            rows.append(
+                {
+                    "dataset": name,
+                    "config": "MiniRocket",
+                    "seed": 0,
+                    "accuracy": float(np.mean(m.predict(Xt) == yt)),
+                }
+            )
+        for config in args.configs:
+            for seed in args.seeds:
+                torch.set_num_threads(args.threads or torch.get_num_threads())
+                params = dict(CONFIGS[config])
+                if args.max_epochs:
+                    params["max_epochs"] = args.max_epochs
+                est = RWKVClassifier(random_state=seed, **params)
+                t0 = time.perf_counter()
+                est.fit(X, y)
+                fit_s = time.perf_counter() - t0
+                proba = est.predict_proba(Xt)
+                pred = est.classes_[proba.argmax(axis=1)]
+                rows.append(
+                    {
+                        "dataset": name,
+                        "config": config,
+                        "seed": seed,
+                        "accuracy": float(np.mean(pred == yt)),
+                        "train_accuracy": float(np.mean(est.predict(X) == y)),
+                        "fit_seconds": fit_s,
+                        "epochs": len(est.history_),
+                        "classes": [str(c) for c in est.classes_],
+                        "proba": np.round(proba, 5).tolist(),
+                        "truth": yt.tolist(),
+                    }
+                )
+                print(
+                    f"{name:18s} {config:12s} seed {seed}: acc {rows[-1]['accuracy']:.3f} "
+                    f"fit {fit_s:.1f} s",
+                    flush=True,
+                )
+                out.write_text(json.dumps({"rows": rows}))
+    return rows
+
+
+def summarise(rows: list[dict]) -> tuple[list[dict], str]:
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    table = []
+    for config in configs:
+        single, ens, n_seeds = {}, {}, set()
+        for d in datasets:
+            rs = [r for r in rows if r["dataset"] == d and r["config"] == config]
+            if not rs:
+                continue
+            single[d] = float(np.mean([r["accuracy"] for r in rs]))
+            n_seeds.add(len(rs))
+            if "proba" in rs[0]:
+                mean_p = np.mean([np.asarray(r["proba"]) for r in rs], axis=0)
+                pred = np.asarray(rs[0]["classes"])[mean_p.argmax(axis=1)]
+                ens[d] = float(np.mean(pred == np.asarray(rs[0]["truth"])))
+        complete = len(single) == len(datasets)
+        table.append(
+            {
+                "config": config,
+                "overrides": CONFIGS.get(config),
+                "seeds": sorted(n_seeds),
+                "per_dataset": single,
+                "per_dataset_ensemble": ens,
+                "mean": float(np.mean(list(single.values()))) if complete else None,
+                "mean_ensemble": float(np.mean(list(ens.values()))) if complete and ens else None,
+            }
+        )
+    head = "| config | " + " | ".join(datasets) + " | mean | mean, ensemble of the seeds |"
+    lines = [head, "|" + "---|" * (len(datasets) + 3)]
+    for t in table:
+        cells = [f"{t['per_dataset'].get(d, float('nan')):.3f}" for d in datasets]
+        mean = "-" if t["mean"] is None else f"{t['mean']:.3f}"
+        ens = "-" if t["mean_ensemble"] is None else f"{t['mean_ensemble']:.3f}"
+        lines.append(f"| {t['config']} | " + " | ".join(cells) + f" | {mean} | {ens} |")
+    return table, "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=DATASETS)
+    p.add_argument("--configs", nargs="+", default=["default"], choices=sorted(CONFIGS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--max-epochs", type=int, default=0, help="override (smoke runs)")
+    p.add_argument("--minirocket", action="store_true", help="score MiniRocket (seed 0) too")
+    p.add_argument("--merge", nargs="+", help="merge the .rows.json files of earlier runs")
+    p.add_argument("--out", default="classification_dev")
+    p.add_argument("--out-dir", default=str(RESULTS))
+    args = p.parse_args(argv)
+    if args.merge:
+        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())["rows"]]
+    else:
+        rows = run(args)
+    table, md = summarise(rows)
+    print(md)
+    result = {
+        "benchmark": "classification_dev",
+        "command": command_line(),
+        "date": now(),
+        "machine": machine(),
+        "summary": table,
+        "rows": [{k: v for k, v in r.items() if k not in ("proba", "truth")} for r in rows],
+    }
+    write_json(Path(args.out_dir) / f"{args.out}.json", result)
+
+
+if __name__ == "__main__":
+    main()
