@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, machine, now, write_json  # noqa: E402
+from classification import _set_threads  # noqa: E402
 
 DATASETS = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "BasicMotions"]
 
@@ -70,12 +71,8 @@ def _load(name: str):
 
 
 def run(args) -> list[dict]:
-    import torch
-
     from rwkv_ts import RWKVClassifier
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rows: list[dict] = []
     out = Path(args.out_dir) / f"{args.out}.rows.json"
     for name in args.datasets:
@@ -94,7 +91,8 @@ def run(args) -> list[dict]:
             )
         for config in args.configs:
             for seed in args.seeds:
-                torch.set_num_threads(args.threads or torch.get_num_threads())
+                # sktime's MiniRocket resets the thread counts; every fit gets the same
+                _set_threads(args.threads)
                 params = dict(CONFIGS[config])
                 if args.max_epochs:
                     params["max_epochs"] = args.max_epochs

@@ -235,6 +235,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--max-epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--patience", type=int, default=None, help="default: the recipe's")
+    # (with --no-recipe and neither given: the regressor's own defaults)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument(
         "--no-recipe",
