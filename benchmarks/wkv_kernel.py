@@ -10,7 +10,9 @@ Usage (on a GPU machine; fla optional)::
 
 ``--split-sweep`` also times our forward at each split (threads per state column: 1, 2, 4, and the
 automatic choice) on every shape, for setting the rule in ``fwd_split``
-(``kernels/wkv6.cu``) from measurements.
+(``kernels/wkv6.cu``) from measurements. ``--time-split-sweep`` times ours on the long shapes with
+the sequence cut into 1 (the sequential kernel), 16, ... 256 time chunks and at the automatic
+count, for the rule in ``rwkv_ts/ops/timesplit.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rwkv_ts.ops import cuda as wkv_cuda_mod  # noqa: E402
 from rwkv_ts.ops.chunked import wkv_chunked, wkv_recurrent  # noqa: E402
 from rwkv_ts.ops.reference import wkv_reference  # noqa: E402
+from rwkv_ts.ops.timesplit import time_split_chunks  # noqa: E402
 
 # (label, B, T, H, N)
 TS_SHAPES = [
@@ -213,6 +216,47 @@ def split_sweep(B, T, H, N, dtype, reps):
     return out
 
 
+TIME_CHUNKS = (1, 4, 8, 16, 32, 64, 128, 256)
+#: Shapes between the two regimes, swept (ours only) with --time-split-sweep to place the rule's
+#: edges (B*H below 512, T from 1024).
+TIME_SPLIT_EDGE_SHAPES = [
+    ("edge", 128, 1024, 2, 64),  # B*H = 256, T = 1024
+    ("edge", 64, 2048, 2, 64),  # B*H = 128, T = 2048
+    ("edge", 16, 1024, 2, 64),  # B*H = 32, T = 1024
+    ("edge", 512, 4096, 2, 32),  # B*H = 1024, T = 4096: above the rule's B*H edge
+]
+
+
+def time_split_sweep(B, T, H, N, dtype, reps):
+    """Forward and forward+backward ms (medians, CUDA events) of ``wkv_cuda`` with the sequence
+    cut into each count of time chunks (1: the sequential kernel alone) and at the automatic
+    count of ``rwkv_ts.ops.timesplit.time_split_chunks``."""
+    inputs = make_inputs(B, T, H, N, dtype, seed=0)
+    leaves = tuple(t.clone().requires_grad_(True) for t in inputs)
+    gy = torch.randn(B, T, H, N, device="cuda").to(dtype)
+    warm, nrep = (3, max(5, reps // 5)) if T >= 4096 else (10, reps)
+    out = {"auto_chunks": time_split_chunks(B, T, H, N)}
+    for chunks in (*TIME_CHUNKS, None):
+        if chunks is not None and (T // chunks < 16 or chunks * B * H > 16384):
+            continue
+
+        def fwd(chunks=chunks):
+            with torch.no_grad():
+                return wkv_cuda_mod.wkv_cuda(*inputs, None, time_chunks=chunks)
+
+        def fwdbwd(chunks=chunks):
+            y, _ = wkv_cuda_mod.wkv_cuda(*leaves, None, time_chunks=chunks)
+            torch.autograd.grad(y, leaves, gy)
+
+        out["auto" if chunks is None else str(chunks)] = {
+            "fwd_ms": statistics.median(time_fn(fwd, warmup=warm, reps=nrep)),
+            "fwdbwd_ms": statistics.median(time_fn(fwdbwd, warmup=warm, reps=nrep)),
+        }
+        torch.cuda.empty_cache()
+    print(f"  time-split sweep BH={B * H} T={T} N={N}: {out}", flush=True)
+    return out
+
+
 def check_against(fla, dtype):
     """Sanity: ours vs the reference vs fla on one small shape (relative max error)."""
     B, T, H, N = 4, 70, 2, 64
@@ -308,6 +352,26 @@ def render_md(data: dict) -> str:
                 f"{m['auto']:.4f} ({m['auto_split']}) | {m['best_split']} |"
             )
         lines.append("")
+    time_sweeps = [r for r in data["results"] if r.get("time_split_sweep")]
+    if time_sweeps:
+        counts = [c for c in (*map(str, TIME_CHUNKS), "auto")]
+        lines += [
+            "## Ours by count of time chunks (fwd ms / fwd+bwd ms; 1 = the sequential kernel)",
+            "",
+            "| shape (B·H, T, N) | " + " | ".join(counts) + " | auto's count |",
+            "|---|" + "---|" * (len(counts) + 1),
+        ]
+        for r in time_sweeps:
+            m = r["time_split_sweep"]
+            cells = [
+                f"{m[c]['fwd_ms']:.3f} / {m[c]['fwdbwd_ms']:.3f}" if c in m else "" for c in counts
+            ]
+            lines.append(
+                f"| ({r['BH']}, {r['T']}, {r['N']}) | "
+                + " | ".join(cells)
+                + f" | {m['auto_chunks']} |"
+            )
+        lines.append("")
     if data.get("streaming"):
         lines += ["## Streaming (T = 1 with a state, float32, no grad)", ""]
         lines += ["| B·H, N | kernel ms | torch step ms | floor ms |", "|---|---|---|---|"]
@@ -356,6 +420,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="first two time-series shapes only")
     p.add_argument("--head-size", type=int, default=0, help="only shapes of this N (0: all)")
     p.add_argument("--split-sweep", action="store_true", help="time our forward at split 1, 2, 4")
+    p.add_argument(
+        "--time-split-sweep",
+        action="store_true",
+        help="on the long shapes, time ours at each count of time chunks (1: sequential kernel)",
+    )
     p.add_argument("--name", default="wkv_kernel", help="base name of the result files")
     p.add_argument(
         "--merge", nargs="+", type=Path, help="merge result JSON files of earlier runs and exit"
@@ -391,11 +460,21 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python " + " ".join(shlex.quote(a) for a in argv0)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stream = streaming(bw, args.reps)
+    edges = []
+    if args.time_split_sweep:
+        for label, B, T, H, N in TIME_SPLIT_EDGE_SHAPES:
+            sweep = time_split_sweep(B, T, H, N, dtype, args.reps)
+            edges.append(
+                {"label": label, "B": B, "T": T, "H": H, "N": N, "BH": B * H, "dtype": str(dtype)}
+            )
+            edges[-1]["time_split_sweep"] = sweep
     results = []
     for label, B, T, H, N in shapes:
         results.append(bench_shape(label, B, T, H, N, dtype, fns, bw, args.reps, skip))
         if args.split_sweep:
             results[-1]["split_sweep"] = split_sweep(B, T, H, N, dtype, args.reps)
+        if args.time_split_sweep and label == "long":
+            results[-1]["time_split_sweep"] = time_split_sweep(B, T, H, N, dtype, args.reps)
         partial = {"command": cmd, "check": check, "results": results, "streaming": stream}
         (args.out_dir / f"{args.name}.partial.json").write_text(json.dumps(partial, indent=2))
     argv0 = [os.path.relpath(sys.argv[0])] + sys.argv[1:]
@@ -413,7 +492,7 @@ def main(argv: list[str] | None = None) -> None:
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "copy_bandwidth_GBps": bw / 1e9,
         "check": check,
-        "results": results,
+        "results": results + edges,
         "streaming": stream,
     }
     try:

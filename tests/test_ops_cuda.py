@@ -20,6 +20,7 @@ import torch
 from rwkv_ts.ops import _build
 from rwkv_ts.ops import cuda as wkv_cuda_mod
 from rwkv_ts.ops.reference import wkv_reference
+from rwkv_ts.ops.timesplit import time_split_chunks
 
 HAS_CUDA = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="CUDA not available")
@@ -47,6 +48,9 @@ SHAPES = [
     (3, 33, 1, 16),
     (1, 48, 3, 32),
 ]
+# Few long sequences: wkv_cuda cuts them into time chunks run side by side (rwkv_ts.ops.timesplit),
+# with steps left after the last whole chunk.
+LONG_SHAPES = [(1, 4101, 1, 64), (2, 4200, 1, 32), (1, 4100, 1, 128), (3, 4097, 1, 16)]
 
 
 def rel_err(a: torch.Tensor, ref: torch.Tensor, scale: float | None = None) -> float:
@@ -149,6 +153,17 @@ def test_matches_reference(shape, dtype, with_state):
     # a seed of the parameters that is the same in every process (hash() of a str is not)
     seed = zlib.crc32(repr((shape, str(dtype), with_state)).encode())
     check_all(seed, shape, dtype, with_state)
+
+
+@gpu
+@pytest.mark.parametrize("shape", LONG_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_time_split_matches_reference(shape, dtype):
+    B, T, H, N = shape
+    n_chunks = time_split_chunks(B, T, H, N)
+    assert n_chunks > 1 and T % n_chunks  # the split and the steps after it are exercised
+    seed = zlib.crc32(repr(("split", shape, str(dtype))).encode())
+    check_all(seed, shape, dtype, with_state=True)
 
 
 @gpu

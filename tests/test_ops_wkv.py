@@ -18,6 +18,14 @@ from rwkv_ts.ops import (
     wkv_recurrent,
     wkv_reference,
 )
+from rwkv_ts.ops.timesplit import (
+    MAX_CHUNKS,
+    MIN_CHUNK,
+    SPLIT_MAX_SEQUENCES,
+    SPLIT_MIN_T,
+    time_split_chunks,
+    wkv_time_split,
+)
 
 TOL = 1e-4
 # (low, high) ranges of w: the per-step decay exp(-exp(w)) runs from ~2e-9 (w = 3) to ~1 - 1e-4
@@ -202,6 +210,84 @@ def test_gradcheck_chunked_without_state():
     r, k, v, w, u, _ = make_inputs(6, 1, 6, 2, 2, w_range=(-2.0, 1.0), dtype=torch.float64)
     inputs = tuple(x.requires_grad_() for x in (r, k, v, w, u))
     assert torch.autograd.gradcheck(lambda *a: wkv_chunked(*a, chunk_size=4), inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# time split (chunks side by side, combined in closed form): the CUDA back-end's long-sequence
+# path, checked here with the torch paths as the inner back-end
+
+
+@settings(max_examples=25, deadline=None)
+@given(p=shapes, n_chunks=st.integers(1, 12))
+def test_time_split_matches_reference(p, n_chunks):
+    r, k, v, w, u, s0 = make_inputs(**p)
+    # float64 inner: the combination itself is exact up to float64 rounding
+    x64 = [None if x is None else x.double() for x in (r, k, v, w, u, s0)]
+    y_ref, s_ref = wkv_reference(*x64)
+    y, s = wkv_time_split(*x64, n_chunks=n_chunks, inner=wkv_reference)
+    assert y.shape == r.shape and s.shape == (p["B"], p["H"], p["N"], p["N"])
+    assert rel_err(y, y_ref) < 1e-9 and rel_err(s, s_ref) < 1e-9
+    # float32 inner: within the operator's tolerance
+    y, s = wkv_time_split(r, k, v, w, u, s0, n_chunks=n_chunks, inner=wkv_chunked)
+    assert y.dtype == r.dtype and s.dtype == torch.float32
+    assert rel_err(y, y_ref) < TOL and rel_err(s, s_ref) < TOL
+
+
+@pytest.mark.parametrize("n_chunks", [2, 3, 7])
+def test_gradcheck_time_split(n_chunks):
+    r, k, v, w, u, s0 = make_inputs(
+        8, 1, 11, 2, 3, w_range=(-2.0, 1.0), with_state=True, dtype=torch.float64
+    )
+    inputs = tuple(x.requires_grad_() for x in (r, k, v, w, u, s0))
+
+    def f(*a):
+        return wkv_time_split(*a, n_chunks=n_chunks, inner=wkv_chunked)
+
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradcheck(lambda *a: f(*a, None), inputs[:5])
+
+
+@pytest.mark.parametrize("w_range", [(20.0, 60.0), (-30.0, -20.0)])
+def test_time_split_extreme_decays(w_range):
+    """Decays of exactly 0 (exp(w) overflows) and of 1 in float32: finite and exact."""
+    r, k, v, w, u, s0 = make_inputs(3, B=1, T=90, H=2, N=4, w_range=w_range, with_state=True)
+    w[0, 40] = float("inf")  # an infinite decay rate: the state is forgotten at that step
+    y_ref, s_ref = wkv_reference(r, k, v, w, u, s0)
+    leaves = [x.clone().requires_grad_() for x in (r, k, v, w, u, s0)]
+    y, s = wkv_time_split(*leaves, n_chunks=6, inner=wkv_chunked)
+    assert rel_err(y, y_ref) < TOL and rel_err(s, s_ref) < TOL
+    (y.square().sum() + s.square().sum()).backward()
+    for x in leaves:
+        assert torch.isfinite(x.grad[torch.isfinite(x)] if x is leaves[3] else x.grad).all()
+
+
+def test_time_split_propagates_nan():
+    r, k, v, w, u, s0 = make_inputs(4, B=1, T=40, H=1, N=4)
+    w[0, 12, 0, 1] = float("nan")
+    y, s = wkv_time_split(r, k, v, w, u, s0, n_chunks=4, inner=wkv_chunked)
+    assert torch.isnan(y[0, 12:]).any() and torch.isnan(s).any()
+
+
+def test_time_split_rejects_bad_chunk_count():
+    r, k, v, w, u, s0 = make_inputs(4, B=1, T=8, H=1, N=2)
+    with pytest.raises(ValueError, match="n_chunks"):
+        wkv_time_split(r, k, v, w, u, s0, n_chunks=0, inner=wkv_chunked)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    B=st.integers(1, 4096),
+    T=st.integers(1, 70000),
+    H=st.integers(1, 64),
+    N=st.sampled_from([16, 32, 64, 128]),
+)
+def test_time_split_chunks_rule(B, T, H, N):
+    n = time_split_chunks(B, T, H, N)
+    assert 1 <= n <= MAX_CHUNKS
+    if n > 1:
+        assert T // n >= MIN_CHUNK and B * H <= SPLIT_MAX_SEQUENCES
+    if T < SPLIT_MIN_T or B * H > SPLIT_MAX_SEQUENCES:
+        assert n == 1
 
 
 def test_gradcheck_reference_and_recurrent():

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .timesplit import time_split_chunks, wkv_time_split
+
 __all__ = [
     "HEAD_SIZES",
     "WkvCudaFunction",
@@ -131,9 +133,20 @@ class WkvCudaFunction(torch.autograd.Function):
 
 
 def wkv_cuda(
-    r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: Tensor | None = None
+    r: Tensor,
+    k: Tensor,
+    v: Tensor,
+    w: Tensor,
+    u: Tensor,
+    state: Tensor | None = None,
+    *,
+    time_chunks: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """WKV operator on the CUDA kernels; same contract as :func:`rwkv_ts.ops.wkv`.
+
+    A few long sequences (``B * H`` up to 64, ``T`` of 4096 or more) are cut into time chunks
+    that run side by side (:func:`rwkv_ts.ops.timesplit.wkv_time_split`); the sequential kernel
+    alone would keep most of the GPU idle for ``T`` dependent steps.
 
     Parameters
     ----------
@@ -143,6 +156,9 @@ def wkv_cuda(
         ``(H, N)`` bonus (any float dtype; used in float32).
     state : Tensor, optional
         ``(B, H, N, N)`` float32 initial state; ``None`` means zeros.
+    time_chunks : int, optional
+        Cut the sequence into this many chunks (1: never); ``None`` lets
+        :func:`rwkv_ts.ops.timesplit.time_split_chunks` decide from the shape.
 
     Returns
     -------
@@ -151,6 +167,12 @@ def wkv_cuda(
     state : Tensor
         Final state ``(B, H, N, N)`` float32. Gradients flow to all inputs and the initial state.
     """
+    if time_chunks is None:
+        time_chunks = time_split_chunks(*r.shape)
+    if time_chunks > 1:
+        return wkv_time_split(
+            r, k, v, w, u, state, n_chunks=time_chunks, inner=WkvCudaFunction.apply
+        )
     return WkvCudaFunction.apply(r, k, v, w, u, state)
 
 
