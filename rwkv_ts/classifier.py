@@ -83,7 +83,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         dropout: float = 0.2,
         max_epochs: int = 100,
         batch_size: int | str = "auto",
-        learning_rate: float = 1e-3,
+        learning_rate: float = 3e-3,
         weight_decay: float = 1e-2,
         patience: int = 20,
         val_fraction: float = 0.0,
