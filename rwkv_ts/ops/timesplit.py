@@ -143,11 +143,11 @@ def wkv_time_split(
     # 1. what each chunk adds to the state from a zero start
     _, added = inner(rc, kc, vc, wc, u, None)
     added = added.reshape(B, n, H, N, N)
-    # 2. the state at every chunk's start; A_c = sum_{i<c} L_i, P_j = A_{j+1}
+    # 2. every chunk's start state: exclusive[c] = A_c = sum_{i<c} L_i, inclusive[j] = A_{j+1}
     # A step with a log decay below -104 zeroes a float32 state (exp underflows), as the kernel
     # computes it; clamping at -200 (w at log 200) changes no result and bounds the cumulative
     # sums by 200 T, where float64 differences stay exact to ~1e-9 (and w = inf gives no
-    # inf - inf). The terms have one sign: float32 terms summed in float64 lose nothing.
+    # inf - inf). The terms have one sign, so their float64 sums cancel nothing.
     rate_dtype = torch.promote_types(wc.dtype, torch.float32)  # float64 inputs stay float64
     rate = torch.exp(wc.to(rate_dtype).clamp_max(math.log(200.0)))
     log_decay = -rate.view(B, n, chunk, H, N).sum(2, dtype=torch.float64)
