@@ -11,8 +11,8 @@ Usage (on a GPU machine; fla optional)::
 ``--split-sweep`` also times our forward at each split (threads per state column: 1, 2, 4, and the
 automatic choice) on every shape, for setting the rule in ``fwd_split``
 (``kernels/wkv6.cu``) from measurements. ``--time-split-sweep`` times ours on the long shapes with
-the sequence cut into 1 (the sequential kernel), 16, ... 256 time chunks and at the automatic
-count, for the rule in ``rwkv_ts/ops/timesplit.py``.
+the sequence cut into 1 (the sequential kernel), 4, 8, ... 256 time chunks and at the automatic
+count, plus a few shapes at the rule's edges, for the rule in ``rwkv_ts/ops/timesplit.py``.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def split_sweep(B, T, H, N, dtype, reps):
 
 TIME_CHUNKS = (1, 4, 8, 16, 32, 64, 128, 256)
 #: Shapes between the two regimes, swept (ours only) with --time-split-sweep to place the rule's
-#: edges (B*H below 512, T from 1024).
+#: edges (``SPLIT_MAX_SEQUENCES`` and ``SPLIT_MIN_T`` in rwkv_ts/ops/timesplit.py).
 TIME_SPLIT_EDGE_SHAPES = [
     ("edge", 128, 1024, 2, 64),  # B*H = 256, T = 1024
     ("edge", 64, 2048, 2, 64),  # B*H = 128, T = 2048
@@ -354,7 +354,7 @@ def render_md(data: dict) -> str:
         lines.append("")
     time_sweeps = [r for r in data["results"] if r.get("time_split_sweep")]
     if time_sweeps:
-        counts = [c for c in (*map(str, TIME_CHUNKS), "auto")]
+        counts = [*map(str, TIME_CHUNKS), "auto"]
         lines += [
             "## Ours by count of time chunks (fwd ms / fwd+bwd ms; 1 = the sequential kernel)",
             "",
@@ -464,10 +464,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.time_split_sweep:
         for label, B, T, H, N in TIME_SPLIT_EDGE_SHAPES:
             sweep = time_split_sweep(B, T, H, N, dtype, args.reps)
-            edges.append(
-                {"label": label, "B": B, "T": T, "H": H, "N": N, "BH": B * H, "dtype": str(dtype)}
-            )
-            edges[-1]["time_split_sweep"] = sweep
+            shape = {"label": label, "B": B, "T": T, "H": H, "N": N, "BH": B * H}
+            edges.append({**shape, "dtype": str(dtype), "time_split_sweep": sweep})
     results = []
     for label, B, T, H, N in shapes:
         results.append(bench_shape(label, B, T, H, N, dtype, fns, bw, args.reps, skip))
