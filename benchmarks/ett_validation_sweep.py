@@ -53,6 +53,18 @@ CANDIDATES = {
     "d16_auto_b896_lr3e-4": dict(
         linear_skip="auto", d_model=16, head_size=16, batch_size=896, learning_rate=3e-4
     ),
+    # round 7: the daily cycle removed (residual cycle forecasting, cycle="auto")
+    "d16_auto_b896_lr3e-4_cycle": dict(
+        linear_skip="auto",
+        d_model=16,
+        head_size=16,
+        batch_size=896,
+        learning_rate=3e-4,
+        cycle="auto",
+    ),
+    "stream_d16_b128_cycle": dict(
+        norm="causal", head="last", d_model=16, head_size=16, batch_size=128, cycle="auto"
+    ),
     # the streamable configuration (its batch counts lookback windows of its segments)
     "stream_d16_b128": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=128),
     "stream_d16_b896": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=896),

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rwkv_ts.data.cycle import phases_ending
 from rwkv_ts.metrics import naive_forecast, seasonal_naive_forecast
 
 __all__ = ["BacktestResult", "backtest", "season_of"]
@@ -205,7 +206,12 @@ def _model_forecasts(estimator: Any, y: Any, values: np.ndarray, origins: np.nda
     if not getattr(estimator.config_, "streamable", False):
         lookback = estimator.config_.lookback
         windows = np.stack([values[o - lookback : o] for o in origins])
-        return estimator.forecast_windows(windows)
+        if getattr(estimator, "cycle_", None) is None:
+            return estimator.forecast_windows(windows)
+        # the phase of every window's first row, from the rows' times as predict reads them
+        panel = estimator._panel(_head(estimator, y, values, len(values)), min_length=1)
+        rows = phases_ending(panel.last_times[0], panel.freq, len(values), estimator.cycle_)
+        return estimator.forecast_windows(windows, phases=rows[origins - lookback])
     # The streamable model forecasts from the whole history: feed it once, in order, starting
     # from the input's own layout so that the stream knows its time axis.
     first = int(origins[0])

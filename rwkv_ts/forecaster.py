@@ -13,6 +13,13 @@ from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader
 
 from rwkv_ts.data import Panel, WindowDataset, check_same_channels, chronological_split, to_panel
+from rwkv_ts.data.cycle import (
+    fit_profile,
+    phases_after,
+    phases_ending,
+    resolve_cycle,
+    step_index,
+)
 from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
 from rwkv_ts.data.validation import check_memory
@@ -119,6 +126,17 @@ class RWKVForecaster(BaseEstimator):
         both and keeps the one with the lower validation MSE (``"normalised"`` without a
         validation part or with causal normalisation, where ``"raw"`` is not available); the
         choice is ``config_.skip_input``. ``False``: no linear branch.
+    cycle : int, "auto" or None, default None
+        Remove a seasonal cycle of ``cycle`` steps before the model reads the series and add it
+        back to the forecasts (residual cycle forecasting, after CycleNet, with the cycle
+        estimated rather than learned): the profile is the mean of every phase of the cycle and
+        channel over the training part (``cycle_profile_``), so the model learns what the
+        profile misses. ``"auto"``: one day of steps for a fixed time step shorter than a day
+        (24 for hourly data, 96 for 15-minute data), a week for daily data, no cycle otherwise
+        (integer time, arrays, calendar steps). A sample's phase comes from its timestamp (whole
+        steps since 1970-01-01, wall-clock time), from integer time, or for arrays from its
+        position in the array, so an array given to ``predict`` is taken to start at phase 0.
+        ``forecast_windows`` then needs each window's phase (see :meth:`cycle_phases`).
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
@@ -168,6 +186,11 @@ class RWKVForecaster(BaseEstimator):
         on validation; ``None``: no validation part).
     best_val_loss_ : float or None
         The validation MSE (scaled data) of the weights kept.
+    cycle_ : int or None
+        The period of the removed cycle in steps (``cycle`` resolved), or ``None``.
+    cycle_profile_ : ndarray of shape (cycle_, n_channels) or None
+        The removed profile, in the scaled space (subtract ``scale_mean_``, divide by
+        ``scale_std_``).
 
     Examples
     --------
@@ -198,6 +221,7 @@ class RWKVForecaster(BaseEstimator):
         head: str | int = "flatten",
         dropout: float = 0.3,
         linear_skip: bool | str = "auto",
+        cycle: int | str | None = None,
         max_epochs: int = 20,
         batch_size: int = 128,
         learning_rate: float = 1e-4,
@@ -231,6 +255,7 @@ class RWKVForecaster(BaseEstimator):
         self.head = head
         self.dropout = dropout
         self.linear_skip = linear_skip
+        self.cycle = cycle
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -366,6 +391,7 @@ class RWKVForecaster(BaseEstimator):
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
         self._skip_input()
+        resolve_cycle(self.cycle, None)  # the value's form; the step is checked at fit
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
 
     def _check_fit_memory(self, panel: Panel) -> None:
@@ -417,13 +443,31 @@ class RWKVForecaster(BaseEstimator):
             )
         else:
             window = self.lookback
+        period = resolve_cycle(self.cycle, panel.freq)
         # Split before scaling: the scaler sees the training part only, never validation.
         train_raw, val_raw = chronological_split(raw, self.val_fraction, window, self.horizon)
         stacked = np.concatenate(train_raw, axis=0)
         std = stacked.std(axis=0)
         self.scale_mean_ = stacked.mean(axis=0)
         self.scale_std_ = np.where(std > 1e-12, std, 1.0)
-        train_arrays, val_arrays = self._scale(train_raw), self._scale(val_raw)
+        self.cycle_, self.cycle_profile_ = period, None
+        if period is None:
+            train_arrays, val_arrays = self._scale(train_raw), self._scale(val_raw)
+        else:
+            # the profile from the training part too (each training view starts its series)
+            phases = [
+                phases_ending(last, panel.freq, len(v), period)
+                for v, last in zip(raw, panel.last_times, strict=True)
+            ]
+            train_phases = [p[: len(t)] for p, t in zip(phases, train_raw, strict=True)]
+            self.cycle_profile_ = fit_profile(self._scale(train_raw), train_phases, period)
+            residual = [
+                (v - self.cycle_profile_[p]).astype(np.float32)
+                for v, p in zip(self._scale(raw), phases, strict=True)
+            ]
+            train_arrays, val_arrays = chronological_split(
+                residual, self.val_fraction, window, self.horizon
+            )
 
         config = self._build_config(self._resolve_distances(train_arrays, n_patches))
         if config.streamable:
@@ -519,19 +563,64 @@ class RWKVForecaster(BaseEstimator):
         else:
             panel = self._panel(y, min_length=self.lookback)
             check_same_channels(panel, self.channels_)
+        inputs = self._model_inputs(panel)
         if self.config_.streamable:
-            forecasts = self._forecast_histories(self._scale(panel.values))
+            forecasts = self._forecast_histories(inputs)
         else:
-            windows = np.stack([v[-self.lookback :] for v in self._scale(panel.values)])
-            forecasts = self._forecast_scaled(windows)
+            forecasts = self._forecast_scaled(np.stack([v[-self.lookback :] for v in inputs]))
+        if getattr(self, "cycle_profile_", None) is not None:
+            forecasts += np.stack(
+                [
+                    self.cycle_profile_[phases_after(last, panel.freq, self.horizon, self.cycle_)]
+                    for last in panel.last_times
+                ]
+            )
         forecasts = forecasts * self.scale_std_ + self.scale_mean_
         return forecast_to_frame(list(forecasts), panel, self.horizon)
 
-    def forecast_windows(self, windows: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    def _model_inputs(self, panel: Panel) -> list[np.ndarray]:
+        """The series as the model reads them: scaled, the cycle's profile removed (float32)."""
+        scaled = self._scale(panel.values)
+        if getattr(self, "cycle_profile_", None) is None:
+            return scaled
+        return [
+            (v - self.cycle_profile_[phases_ending(last, panel.freq, len(v), self.cycle_)]).astype(
+                np.float32
+            )
+            for v, last in zip(scaled, panel.last_times, strict=True)
+        ]
+
+    def cycle_phases(self, times: Any) -> np.ndarray:
+        """The phases in the removed cycle of samples at ``times`` (timestamps, or integer time
+        as at ``fit``): what :meth:`forecast_windows` takes for each window's first sample.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> from rwkv_ts import RWKVForecaster
+        >>> t = pd.date_range("2024-01-01", periods=400, freq="h")
+        >>> y = pd.DataFrame({"load": np.sin(np.arange(400) * 2 * np.pi / 24)}, index=t)
+        >>> est = RWKVForecaster(horizon=12, lookback=48, patch_len=8, stride=4, d_model=16,
+        ...                      head_size=8, cycle="auto", max_epochs=1, verbose=False,
+        ...                      random_state=0).fit(y)
+        >>> est.cycle_, est.cycle_phases(t[:3]).tolist()
+        (24, [0, 1, 2])
+        """
+        self._check_fitted()
+        if getattr(self, "cycle_", None) is None:
+            raise ValueError("this forecaster removes no cycle (cycle_ is None)")
+        freq = self.last_panel_.freq
+        stamps = np.atleast_1d(np.asarray(times, dtype=object))
+        return np.array([step_index(t, freq) % self.cycle_ for t in stamps], dtype=np.int64)
+
+    def forecast_windows(
+        self, windows: np.ndarray, batch_size: int = 512, phases: Any = None
+    ) -> np.ndarray:
         """Forecast from many windows at once, in data units: (S, lookback, C) -> (S, horizon, C).
 
         A fast path for backtests: no frame conversion, no timestamps. Channels are in ``channels_``
-        order.
+        order. A forecaster that removes a cycle (``cycle_`` not ``None``) needs ``phases``: the
+        phase of each window's first sample, an integer array (S,) (see :meth:`cycle_phases`).
 
         Examples
         --------
@@ -553,8 +642,31 @@ class RWKVForecaster(BaseEstimator):
             )
         if not np.isfinite(windows).all():
             raise ValueError("windows contain NaN or infinite values")
-        scaled = ((windows - self.scale_mean_) / self.scale_std_).astype(np.float32)
-        return self._forecast_scaled(scaled, batch_size) * self.scale_std_ + self.scale_mean_
+        scaled = (windows - self.scale_mean_) / self.scale_std_
+        if getattr(self, "cycle_profile_", None) is None:
+            if phases is not None:
+                raise ValueError("phases are for a forecaster that removes a cycle; cycle_ is None")
+            return (
+                self._forecast_scaled(scaled.astype(np.float32), batch_size) * (self.scale_std_)
+                + self.scale_mean_
+            )
+        if phases is None:
+            raise ValueError(
+                f"this forecaster removes a cycle of {self.cycle_} steps: pass phases, the phase "
+                "of each window's first sample (est.cycle_phases(first_times))"
+            )
+        first = np.asarray(phases)
+        if first.shape != (len(windows),) or not np.issubdtype(first.dtype, np.integer):
+            raise ValueError(
+                f"phases must be an integer array of shape ({len(windows)},), one per window, "
+                f"got {first.dtype} {first.shape}"
+            )
+        steps = np.arange(self.config_.lookback + self.horizon)
+        profile = self.cycle_profile_[np.mod(first[:, None] + steps, self.cycle_)]
+        lookback = self.config_.lookback
+        residual = (scaled - profile[:, :lookback]).astype(np.float32)
+        forecasts = self._forecast_scaled(residual, batch_size) + profile[:, lookback:]
+        return forecasts * self.scale_std_ + self.scale_mean_
 
     def _forecast_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         """Streamable configuration: forecasts (S, horizon, C), scaled space, each from the whole

@@ -21,6 +21,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes, seal, write_atomic
+from rwkv_ts.data.cycle import resolve_cycle
 from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
 from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
 
@@ -34,7 +35,10 @@ OTHER_FORMATS: dict[str, str] = {
     "rwkv-ts/asr": "rwkv_ts.audio.asr:_load_recognizer",
 }
 #: version 2 adds the checksum (required from then on); version 1 files still load
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: files without a removed cycle (``cycle_profile_``) are written in the version before the cycle
+#: existed, so that an older rwkv-ts still reads them; one with a cycle needs version 3
+_FORMAT_VERSION_WITHOUT_CYCLE = 2
 
 
 class ModelFileError(ValueError):
@@ -72,11 +76,14 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
     tensors["scale.std"] = torch.from_numpy(np.asarray(est.scale_std_, dtype=np.float64))
     for i, window in enumerate(windows):
         tensors[f"last_window.{i}"] = torch.from_numpy(np.ascontiguousarray(window))
+    profile = getattr(est, "cycle_profile_", None)
+    if profile is not None:
+        tensors["cycle.profile"] = torch.from_numpy(np.asarray(profile, dtype=np.float64))
     from rwkv_ts import __version__
 
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if profile is not None else _FORMAT_VERSION_WITHOUT_CYCLE,
         "rwkv_ts_version": __version__,
         "estimator": type(est).__name__,
         "params": _json_params(est.get_params(deep=False)),
@@ -206,6 +213,8 @@ def load(path: str | os.PathLike) -> Any:
         panel = panel_from_record(header["panel"], windows)
         mean = tensors["scale.mean"].numpy()
         std = tensors["scale.std"].numpy()
+        profile = tensors["cycle.profile"].numpy() if "cycle.profile" in tensors else None
+        period = resolve_cycle(est.cycle, panel.freq)
     except (KeyError, TypeError, ValueError, RecordError) as exc:
         if isinstance(exc, ModelFileError):
             raise
@@ -215,12 +224,21 @@ def load(path: str | os.PathLike) -> Any:
         raise ModelFileError(
             f"{path}: scaler has shape {tuple(mean.shape)} for {len(channels)} channels"
         )
+    expected = None if period is None else (period, len(channels))
+    if (None if profile is None else tuple(profile.shape)) != expected:
+        raise ModelFileError(
+            f"{path}: its cycle={est.cycle!r} needs a cycle profile of shape {expected}, the file "
+            f"holds {None if profile is None else tuple(profile.shape)}"
+        )
+    if profile is not None and not np.isfinite(profile).all():
+        raise ModelFileError(f"{path}: tensor 'cycle.profile' holds NaN or infinite values")
     model.eval()
     est.model_ = model
     est.config_ = config
     est.channels_ = channels
     est.scale_mean_ = mean
     est.scale_std_ = std
+    est.cycle_, est.cycle_profile_ = period, profile
     est.history_ = header.get("history", [])
     est.best_epoch_ = header.get("best_epoch")
     est.best_val_loss_ = header.get("best_val_loss")
@@ -254,7 +272,7 @@ def save_scaled_model(
     record.update(tensors or {})
     document = {
         "format": fmt,
-        "format_version": FORMAT_VERSION,
+        "format_version": _FORMAT_VERSION_WITHOUT_CYCLE,
         "rwkv_ts_version": __version__,
         "estimator": type(est).__name__,
         "params": _json_params(est.get_params(deep=False)),

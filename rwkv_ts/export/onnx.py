@@ -311,6 +311,12 @@ def _arrays_of(source: Any) -> ModelArrays:
     # a fitted RWKVForecaster (torch is loaded already)
     from rwkv_ts.runtime.weights import RuntimeConfig
 
+    if getattr(source, "cycle_profile_", None) is not None:
+        raise ValueError(
+            f"this forecaster removes a seasonal cycle (cycle_={source.cycle_}), which the ONNX "
+            "graph does not apply; stream it with est.stream() instead"
+        )
+
     config = source.config_.to_dict()
     return ModelArrays(
         config=RuntimeConfig.from_dict(config),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL_FORMAT = "rwkv-ts/forecaster"
-MODEL_FORMAT_VERSION = 2  # kept equal to rwkv_ts.persistence.FORMAT_VERSION
+MODEL_FORMAT_VERSION = 3  # kept equal to rwkv_ts.persistence.FORMAT_VERSION
 
 
 class RuntimeModelError(ValueError):
@@ -131,6 +131,11 @@ def read_model_file(path: str | os.PathLike) -> ModelArrays:
         tensors = load(data)
     except (SafetensorError, ValueError) as exc:
         raise RuntimeModelError(f"{path} is corrupt or truncated: {exc}") from None
+    if "cycle.profile" in tensors:
+        raise RuntimeModelError(
+            f"{path} removes a seasonal cycle (cycle={header.get('params', {}).get('cycle')!r}), "
+            "which the torch-free runtime does not apply; stream it with est.stream() instead"
+        )
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         return ModelArrays(

@@ -22,6 +22,7 @@ from safetensors.torch import save as st_save
 
 from rwkv_ts._safefile import check_bytes, seal, write_atomic
 from rwkv_ts.data import Panel, check_same_channels, forecast_to_frame, to_panel
+from rwkv_ts.data.cycle import phases_after, phases_ending
 from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
 from rwkv_ts.data.validation import DataValidationError, as_real_array
 from rwkv_ts.nn import flatten_state, unflatten_state
@@ -36,8 +37,14 @@ class StreamStateError(ValueError):
     or saved from another model or configuration."""
 
 
-def model_fingerprint(model: torch.nn.Module, scale_mean: np.ndarray, scale_std: np.ndarray) -> str:
-    """SHA-256 of a model's configuration, weights and scaler: a state belongs to exactly one.
+def model_fingerprint(
+    model: torch.nn.Module,
+    scale_mean: np.ndarray,
+    scale_std: np.ndarray,
+    cycle_profile: np.ndarray | None = None,
+) -> str:
+    """SHA-256 of a model's configuration, weights, scaler and removed cycle profile (if any): a
+    state belongs to exactly one.
 
     Examples
     --------
@@ -55,6 +62,9 @@ def model_fingerprint(model: torch.nn.Module, scale_mean: np.ndarray, scale_std:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(np.asarray(scale_mean, dtype=np.float64).tobytes())
     digest.update(np.asarray(scale_std, dtype=np.float64).tobytes())
+    if cycle_profile is not None:
+        digest.update(b"cycle")
+        digest.update(np.asarray(cycle_profile, dtype=np.float64).tobytes())
     return digest.hexdigest()
 
 
@@ -107,11 +117,16 @@ class ForecastStream:
         self.channels = list(estimator.channels_)
         self.scale_mean = np.asarray(estimator.scale_mean_, dtype=np.float64)
         self.scale_std = np.asarray(estimator.scale_std_, dtype=np.float64)
+        # the removed cycle: samples lose the profile at their phase, forecasts get it back
+        self.cycle = getattr(estimator, "cycle_", None)
+        self.cycle_profile = getattr(estimator, "cycle_profile_", None)
         fit_panel = estimator.last_panel_
         self.freq = fit_panel.freq
         self._spec = fit_panel.spec
         self._time_kind = fit_panel.spec.time_kind
-        self.fingerprint = model_fingerprint(self.model, self.scale_mean, self.scale_std)
+        self.fingerprint = model_fingerprint(
+            self.model, self.scale_mean, self.scale_std, self.cycle_profile
+        )
         self.backend = backend
         self._engine = make_engine(self.model, backend)
         self.series_ids: list = []
@@ -171,8 +186,16 @@ class ForecastStream:
         self._last_times.append(last_time)
         return pos
 
-    def _scaled(self, values: np.ndarray) -> np.ndarray:
-        return ((values - self.scale_mean) / self.scale_std).astype(np.float32)
+    def _scaled(self, values: np.ndarray, pos: int) -> np.ndarray:
+        """Samples (k, C) of the series at ``pos`` as the model reads them; its last time is
+        already the last sample's."""
+        scaled = (values - self.scale_mean) / self.scale_std
+        if self.cycle_profile is not None:
+            last = self._last_times[pos]
+            scaled = (
+                scaled - self.cycle_profile[phases_ending(last, self.freq, len(values), self.cycle)]
+            )
+        return scaled.astype(np.float32)
 
     def _push(self, items: list[tuple[int, np.ndarray]]) -> None:
         """Push ``(series position, values (k, C) float32)`` items, grouped by ``k``."""
@@ -187,7 +210,7 @@ class ForecastStream:
         for group in by_k.values():
             lanes = np.concatenate([np.arange(pos * c, pos * c + c) for pos, _ in group])
             # (k, C) per series -> (C, k) rows, lane order s * C + c
-            x = np.concatenate([self._scaled(v).T for _, v in group], axis=0)
+            x = np.concatenate([self._scaled(v, pos).T for pos, v in group], axis=0)
             self._engine.push(lanes, x)
 
     def _feed_panel(self, panel: Panel, check_times: bool = True) -> list[int]:
@@ -338,9 +361,14 @@ class ForecastStream:
         if all(known) and len(ids) == self.n_series and ids == self.series_ids:
             # every series in order, equal k: one push, no per-series Python work
             k = arr.shape[1]
-            x = self._scaled(arr.astype(np.float32)).transpose(0, 2, 1).reshape(-1, k)
-            self._engine.push(np.arange(x.shape[0]), x)
             self._last_times = [self._advance(t, k) for t in self._last_times]
+            arr = arr.astype(np.float32)
+            if self.cycle_profile is None:
+                scaled = ((arr - self.scale_mean) / self.scale_std).astype(np.float32)
+            else:
+                scaled = np.stack([self._scaled(a, pos) for pos, a in enumerate(arr)])
+            x = scaled.transpose(0, 2, 1).reshape(-1, k)
+            self._engine.push(np.arange(x.shape[0]), x)
             positions = list(range(self.n_series))
         else:
             positions = self._feed_arrays(dict(zip(ids, arr, strict=True)))
@@ -387,7 +415,15 @@ class ForecastStream:
         pos = np.asarray(positions, dtype=np.int64)
         lanes = (pos[:, None] * c + np.arange(c)).ravel()
         scaled = self._engine.forecasts().numpy()[lanes].astype(np.float64)
-        out = scaled.reshape(len(pos), c, h).transpose(0, 2, 1) * self.scale_std + self.scale_mean
+        scaled = scaled.reshape(len(pos), c, h).transpose(0, 2, 1)
+        if self.cycle_profile is not None:
+            scaled = scaled + np.stack(
+                [
+                    self.cycle_profile[phases_after(self._last_times[p], self.freq, h, self.cycle)]
+                    for p in pos
+                ]
+            )
+        out = scaled * self.scale_std + self.scale_mean
         counts = self._engine.counts()[pos * c]
         out[counts < self.config.lookback] = np.nan
         return out

@@ -1,0 +1,232 @@
+"""The removed seasonal cycle (``cycle=``): phases, the profile, and every path agreeing on it
+(predict, forecast_windows, the stream, save/load, backtest) on an ETTh1 slice."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny_settings import TINY_FORECASTER
+
+from rwkv_ts import RWKVForecaster, load
+from rwkv_ts.backtest import backtest
+from rwkv_ts.data.cycle import (
+    fit_profile,
+    phases_after,
+    phases_ending,
+    resolve_cycle,
+    step_index,
+)
+
+offset = pd.tseries.frequencies.to_offset
+
+
+@pytest.mark.parametrize(
+    ("freq", "period"), [("h", 24), ("15min", 96), ("10min", 144), ("D", 7), ("7min", None)]
+)
+def test_auto_period_follows_the_step(freq, period):
+    assert resolve_cycle("auto", offset(freq)) == period
+
+
+def test_auto_without_a_time_unit_is_no_cycle():
+    assert resolve_cycle("auto", 1) is None
+    assert resolve_cycle("auto", offset("MS")) is None
+    assert resolve_cycle(None, offset("h")) is None
+
+
+@pytest.mark.parametrize("bad", [1, 0, -3, 2.5, True, "daily"])
+def test_bad_cycle_values_are_named(bad):
+    with pytest.raises(ValueError, match="cycle must be None, 'auto' or an integer >= 2"):
+        resolve_cycle(bad, offset("h"))
+
+
+def test_calendar_step_with_a_cycle_is_refused():
+    with pytest.raises(ValueError, match="MonthBegin"):
+        resolve_cycle(12, offset("MS"))
+
+
+def test_phase_is_the_hour_of_the_day_in_wall_clock_time():
+    hourly = offset("h")
+    assert step_index(pd.Timestamp("2024-03-05 07:00"), hourly) % 24 == 7
+    tz = pd.Timestamp("2024-03-05 07:00", tz="Europe/Berlin")
+    assert step_index(tz, hourly) % 24 == 7
+    assert phases_ending(pd.Timestamp("2024-01-01 02:00"), hourly, 4, 24).tolist() == [
+        23,
+        0,
+        1,
+        2,
+    ]
+    assert phases_after(pd.Timestamp("2024-01-01 22:00"), hourly, 3, 24).tolist() == [23, 0, 1]
+    assert phases_ending(9, 1, 3, 4).tolist() == [3, 0, 1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    period=st.integers(2, 9),
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_profile_is_the_mean_of_each_phase(period, lengths, seed):
+    rng = np.random.default_rng(seed)
+    series = [rng.normal(size=(n, 2)) for n in lengths]
+    phases = [rng.integers(0, period, size=n) for n in lengths]
+    profile = fit_profile(series, phases, period)
+    values, phase = np.concatenate(series), np.concatenate(phases)
+    for q in range(period):
+        expected = values[phase == q].mean(axis=0) if (phase == q).any() else np.zeros(2)
+        np.testing.assert_allclose(profile[q], expected, atol=1e-12)
+
+
+@pytest.fixture(scope="module", params=["windowed", "streamable"])
+def fitted(request, etth1):
+    frame = etth1.frame[["date", "HUFL", "OT"]].iloc[:700].copy()
+    extra = {} if request.param == "windowed" else dict(norm="causal", head="last")
+    original = frame.copy()
+    est = RWKVForecaster(cycle="auto", **TINY_FORECASTER, **extra).fit(frame)
+    pd.testing.assert_frame_equal(frame, original)  # the caller's frame is left as it was
+    return est, frame
+
+
+def test_profile_is_the_hourly_mean_of_the_training_part(fitted):
+    est, frame = fitted
+    assert est.cycle_ == 24 and est.cycle_profile_.shape == (24, 2)
+    n_train = len(frame) - round(est.val_fraction * (len(frame) - est.lookback))
+    if est.config_.streamable:  # its split holds out whole segments: read the part it trained on
+        return
+    scaled = (frame[["HUFL", "OT"]].to_numpy()[:n_train] - est.scale_mean_) / est.scale_std_
+    hours = frame["date"].dt.hour.to_numpy()[:n_train]
+    expected = np.stack([scaled[hours == h].mean(axis=0) for h in range(24)])
+    np.testing.assert_allclose(est.cycle_profile_, expected, atol=1e-5)
+
+
+def test_every_path_gives_predicts_forecast(fitted, tmp_path):
+    est, frame = fitted
+    history = frame.iloc[:650]
+    expected = est.predict(history)[["HUFL", "OT"]].to_numpy()
+    lookback = est.lookback
+    if not est.config_.streamable:
+        window = history[["HUFL", "OT"]].to_numpy()[None, -lookback:]
+        phases = est.cycle_phases(history["date"].iloc[-lookback:].iloc[:1])
+        np.testing.assert_allclose(
+            est.forecast_windows(window, phases=phases)[0], expected, atol=1e-5
+        )
+    stream = est.stream(history.iloc[:600])
+    stream.update(history.iloc[600:640])
+    stream.update_array(history[["HUFL", "OT"]].to_numpy()[None, 640:650])
+    np.testing.assert_allclose(stream.forecast()[["HUFL", "OT"]].to_numpy(), expected, atol=1e-5)
+    restored = est.stream(None).load_state(stream.save_state())
+    np.testing.assert_allclose(restored.forecast()[["HUFL", "OT"]].to_numpy(), expected, atol=1e-5)
+    est.save(tmp_path / "m.rwkvts")
+    loaded = load(tmp_path / "m.rwkvts")
+    assert loaded.cycle_ == 24
+    np.testing.assert_array_equal(loaded.cycle_profile_, est.cycle_profile_)
+    np.testing.assert_allclose(loaded.predict(history)[["HUFL", "OT"]].to_numpy(), expected)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(again.predict(history)[["HUFL", "OT"]].to_numpy(), expected)
+    result = backtest(est, frame, start=650, step=5)
+    np.testing.assert_allclose(result.forecasts["RWKV-TS"][0], expected, atol=1e-5)
+
+
+def test_phases_follow_the_timestamps_not_the_positions(fitted):
+    """The same values at other hours get another profile added."""
+    est, frame = fitted
+    history = frame.iloc[:600]
+    shifted = history.assign(date=history["date"] + pd.Timedelta(hours=5))
+    a = est.predict(history)[["HUFL", "OT"]].to_numpy()
+    b = est.predict(shifted)[["HUFL", "OT"]].to_numpy()
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_pandas_and_polars_agree(etth1):
+    frame = etth1.frame[["date", "HUFL", "OT"]].iloc[:500].copy()
+    a = RWKVForecaster(cycle=24, **TINY_FORECASTER).fit(frame).predict()
+    b = RWKVForecaster(cycle=24, **TINY_FORECASTER).fit(pl.from_pandas(frame)).predict()
+    np.testing.assert_allclose(b.select(["HUFL", "OT"]).to_numpy(), a[["HUFL", "OT"]].to_numpy())
+
+
+def test_arrays_count_phases_from_their_start():
+    t = np.arange(400)
+    y = np.sin(2 * np.pi * t / 12) + 0.01 * np.random.default_rng(0).normal(size=400)
+    est = RWKVForecaster(cycle=12, **TINY_FORECASTER).fit(y)
+    assert est.cycle_phases([0, 5, 13]).tolist() == [0, 5, 1]
+    # a pure season is the profile: the forecast is close to it whatever the encoder learned
+    truth = np.sin(2 * np.pi * np.arange(400, 412) / 12)
+    assert np.abs(est.predict().ravel() - truth).max() < 0.1
+
+
+def test_forecast_windows_needs_phases_with_a_cycle(fitted):
+    est, frame = fitted
+    if est.config_.streamable:
+        pytest.skip("forecast_windows serves the windowed configuration")
+    windows = frame[["HUFL", "OT"]].to_numpy()[None, : est.lookback]
+    with pytest.raises(ValueError, match="removes a cycle of 24 steps: pass phases"):
+        est.forecast_windows(windows)
+    with pytest.raises(ValueError, match=r"shape \(1,\)"):
+        est.forecast_windows(windows, phases=np.array([0, 1]))
+
+
+def test_phases_without_a_cycle_are_refused(etth1):
+    frame = etth1.frame[["date", "HUFL"]].iloc[:300]
+    est = RWKVForecaster(**TINY_FORECASTER).fit(frame)
+    assert est.cycle_ is None
+    with pytest.raises(ValueError, match="cycle_ is None"):
+        est.forecast_windows(np.zeros((1, est.lookback, 1)), phases=np.array([3]))
+    with pytest.raises(ValueError, match="removes no cycle"):
+        est.cycle_phases(frame["date"].iloc[:2])
+
+
+def test_bad_cycle_fails_before_training(etth1):
+    frame = etth1.frame[["date", "HUFL"]].iloc[:300]
+    with pytest.raises(ValueError, match="got 'daily'"):
+        RWKVForecaster(cycle="daily", **TINY_FORECASTER).fit(frame)
+
+
+def test_runtimes_without_the_cycle_refuse_such_a_model(fitted, tmp_path):
+    from rwkv_ts.runtime.weights import RuntimeModelError, read_model_file
+
+    est, _ = fitted
+    est.save(tmp_path / "m.rwkvts")
+    with pytest.raises(RuntimeModelError, match="seasonal cycle"):
+        read_model_file(tmp_path / "m.rwkvts")
+    from rwkv_ts.export.onnx import _arrays_of
+
+    with pytest.raises(ValueError, match="seasonal cycle"):
+        _arrays_of(est)
+
+
+def test_a_file_without_its_profile_fails_clearly(fitted, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save as st_save
+
+    from rwkv_ts._safefile import CHECKSUM_KEY, seal
+    from rwkv_ts.persistence import ModelFileError
+
+    est, _ = fitted
+    est.save(tmp_path / "m.rwkvts")
+    with safe_open(str(tmp_path / "m.rwkvts"), framework="pt") as fh:
+        metadata = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys() if k != "cycle.profile"}
+    metadata.pop(CHECKSUM_KEY)
+    # resealed, as a deliberate editor would: the check behind the checksum is exercised
+    (tmp_path / "bad.rwkvts").write_bytes(seal(lambda m: st_save(tensors, metadata=m), metadata))
+    with pytest.raises(ModelFileError, match=r"cycle profile of shape \(24, 2\)"):
+        load(tmp_path / "bad.rwkvts")
+
+
+def test_files_without_a_cycle_keep_the_older_format_version(etth1, tmp_path):
+    """An older rwkv-ts still reads them; one with a cycle it would misread says it is newer."""
+    import json
+
+    from safetensors import safe_open
+
+    frame = etth1.frame[["date", "HUFL"]].iloc[:300]
+    for cycle, version in ((None, 2), (24, 3)):
+        RWKVForecaster(cycle=cycle, **TINY_FORECASTER).fit(frame).save(tmp_path / "m.rwkvts")
+        with safe_open(str(tmp_path / "m.rwkvts"), framework="pt") as fh:
+            header = json.loads(fh.metadata()["rwkv_ts"])
+        assert header["format_version"] == version
