@@ -67,6 +67,7 @@ def test_default_search_space_gives_valid_configurations():
     est = RWKVForecaster(lookback=96, horizon=24)
     space = default_search_space(est)
     assert {"lookback", "horizon", "val_fraction", "norm", "head"}.isdisjoint(space)
+    assert space["cycle"] == [None, "auto"]  # the ETT recipe's choice is in the space
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
     for _ in range(30):
