@@ -65,11 +65,12 @@ ETT_RECIPE = {"d_model": 16, "head_size": 16}
 #: configuration validates the same at batch 896 as at 128 (0.4281 vs 0.4280; 896 with lr 3e-4:
 #: 0.4267, round 5) and takes 7x fewer steps; the streamable one validated 0.7% better at 128.
 TRAINING = {"accurate": {"batch_size": 896, "learning_rate": 3e-4}, "streaming": {}}
-#: The windowed configuration removes the daily cycle (``cycle="auto"``: 24 hourly steps, 96
-#: quarter-hours): mean best validation MSE 0.4257 against 0.4267 without (ETTh1 0.6468 vs 0.6488,
-#: ETTh2 0.2046 vs 0.2045; round 7 of ett_validation_sweep.md). Runs before 2026-11-24T05:30Z
-#: (forecast_ett_v2, forecast_ett_L336) trained without it; their ``params`` say so.
-CYCLE = {"accurate": {"cycle": "auto"}, "streaming": {}}
+#: Both configurations remove the daily cycle (``cycle="auto"``: 24 hourly steps, 96
+#: quarter-hours), chosen on validation (ett_validation_sweep_round7.md): windowed, mean best
+#: validation MSE 0.4257 against 0.4267 without (round 7); streamable, 0.4559 against 0.4614
+#: (round 8). Runs before 2026-11-24T05:30Z (forecast_ett_v2, forecast_ett_L336) trained without
+#: it; their ``params`` say so.
+CYCLE = {"accurate": {"cycle": "auto"}, "streaming": {"cycle": "auto"}}
 
 
 def recipe(config_name: str) -> dict:
