@@ -662,10 +662,8 @@ class RWKVForecaster(BaseEstimator):
         if getattr(self, "cycle_profile_", None) is None:
             if phases is not None:
                 raise ValueError("phases are for a forecaster that removes a cycle; cycle_ is None")
-            return (
-                self._forecast_scaled(scaled.astype(np.float32), batch_size) * (self.scale_std_)
-                + self.scale_mean_
-            )
+            forecasts = self._forecast_scaled(scaled.astype(np.float32), batch_size)
+            return forecasts * self.scale_std_ + self.scale_mean_
         if phases is None:
             raise ValueError(
                 f"this forecaster removes a cycle of {self.cycle_} steps: pass phases, the phase "
@@ -677,9 +675,9 @@ class RWKVForecaster(BaseEstimator):
                 f"phases must be an integer array of shape ({len(windows)},), one per window, "
                 f"got {first.dtype} {first.shape}"
             )
-        steps = np.arange(self.config_.lookback + self.horizon)
-        profile = self.cycle_profile_[np.mod(first[:, None] + steps, self.cycle_)]
         lookback = self.config_.lookback
+        steps = np.arange(lookback + self.config_.horizon)
+        profile = self.cycle_profile_[np.mod(first[:, None] + steps, self.cycle_)]
         residual = (scaled - profile[:, :lookback]).astype(np.float32)
         forecasts = self._forecast_scaled(residual, batch_size) + profile[:, lookback:]
         return forecasts * self.scale_std_ + self.scale_mean_

@@ -36,8 +36,8 @@ OTHER_FORMATS: dict[str, str] = {
 }
 #: version 2 adds the checksum (required from then on); version 1 files still load
 FORMAT_VERSION = 3
-#: files without a removed cycle (``cycle_profile_``) are written in the version before the cycle
-#: existed, so that an older rwkv-ts still reads them; one with a cycle needs version 3
+#: forecasters with ``cycle=None`` are written in the version before the cycle existed, without the
+#: parameter, so that an older rwkv-ts still reads them; any other ``cycle`` needs version 3
 _FORMAT_VERSION_WITHOUT_CYCLE = 2
 
 
@@ -79,14 +79,17 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
     profile = getattr(est, "cycle_profile_", None)
     if profile is not None:
         tensors["cycle.profile"] = torch.from_numpy(np.asarray(profile, dtype=np.float64))
+    params = est.get_params(deep=False)
+    if params.get("cycle") is None:
+        params.pop("cycle", None)  # its default: an older rwkv-ts, without the parameter, loads it
     from rwkv_ts import __version__
 
     header = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION if profile is not None else _FORMAT_VERSION_WITHOUT_CYCLE,
+        "format_version": FORMAT_VERSION if "cycle" in params else _FORMAT_VERSION_WITHOUT_CYCLE,
         "rwkv_ts_version": __version__,
         "estimator": type(est).__name__,
-        "params": _json_params(est.get_params(deep=False)),
+        "params": _json_params(params),
         "config": est.config_.to_dict(),
         "channels": list(est.channels_),
         "history": est.history_,

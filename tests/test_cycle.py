@@ -230,3 +230,5 @@ def test_files_without_a_cycle_keep_the_older_format_version(etth1, tmp_path):
         with safe_open(str(tmp_path / "m.rwkvts"), framework="pt") as fh:
             header = json.loads(fh.metadata()["rwkv_ts"])
         assert header["format_version"] == version
+        # without a cycle, nothing of it is written: a reader without the parameter loads it
+        assert ("cycle" in header["params"]) == (cycle is not None)
