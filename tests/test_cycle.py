@@ -15,6 +15,7 @@ from tiny_settings import TINY_FORECASTER
 
 from rwkv_ts import RWKVForecaster, load
 from rwkv_ts.backtest import backtest
+from rwkv_ts.data import chronological_split
 from rwkv_ts.data.cycle import (
     fit_profile,
     phases_after,
@@ -95,11 +96,15 @@ def fitted(request, etth1):
 def test_profile_is_the_hourly_mean_of_the_training_part(fitted):
     est, frame = fitted
     assert est.cycle_ == 24 and est.cycle_profile_.shape == (24, 2)
-    n_train = len(frame) - round(est.val_fraction * (len(frame) - est.lookback))
-    if est.config_.streamable:  # its split holds out whole segments: read the part it trained on
-        return
-    scaled = (frame[["HUFL", "OT"]].to_numpy()[:n_train] - est.scale_mean_) / est.scale_std_
-    hours = frame["date"].dt.hour.to_numpy()[:n_train]
+    values = frame[["HUFL", "OT"]].to_numpy()
+    window = est.lookback
+    if est.config_.streamable:  # its split holds out whole training segments
+        from rwkv_ts.stream.training import segment_length
+
+        window = segment_length(est.lookback, est.horizon, [len(values)], est.val_fraction)
+    (train,), _ = chronological_split([values], est.val_fraction, window, est.horizon)
+    scaled = (train - est.scale_mean_) / est.scale_std_
+    hours = frame["date"].dt.hour.to_numpy()[: len(train)]
     expected = np.stack([scaled[hours == h].mean(axis=0) for h in range(24)])
     np.testing.assert_allclose(est.cycle_profile_, expected, atol=1e-5)
 
