@@ -475,11 +475,15 @@ class RWKVForecaster(BaseEstimator):
                 phases_ending(last, panel.freq, len(v), period)
                 for v, last in zip(raw, panel.last_times, strict=True)
             ]
-            train_phases = [p[: len(t)] for p, t in zip(phases, train_raw, strict=True)]
-            self.cycle_profile_ = fit_profile(self._scale(train_raw), train_phases, period)
+            scaled = self._scale(raw)
+            self.cycle_profile_ = fit_profile(
+                [v[: len(t)] for v, t in zip(scaled, train_raw, strict=True)],
+                [p[: len(t)] for p, t in zip(phases, train_raw, strict=True)],
+                period,
+            )
             residual = [
                 (v - self.cycle_profile_[p]).astype(np.float32)
-                for v, p in zip(self._scale(raw), phases, strict=True)
+                for v, p in zip(scaled, phases, strict=True)
             ]
             train_arrays, val_arrays = chronological_split(
                 residual, self.val_fraction, window, self.horizon
