@@ -66,17 +66,17 @@ def choose_skip_input(
 #: Named presets of :meth:`RWKVForecaster.from_preset`: the parameters each one sets.
 PRESETS = MappingProxyType(
     {
-        # "accurate" and "fast" remove the daily cycle where the data have a time step below a
-        # day (cycle="auto"; nothing for arrays and integer time): chosen on ETT's validation
-        # parts, it lowered 11 of 12 ETT test averages (benchmarks/results/forecast_ett_v3.md).
-        # "streaming" does not: the torch-free runtime and the ONNX export, its deployment
-        # paths, do not apply a cycle yet.
+        # every preset removes the daily cycle where the data have a time step below a day
+        # (cycle="auto"; nothing for arrays and integer time): chosen on ETT's validation parts
+        # for both configurations (ett_validation_sweep_round7.md, round 8 for the streamable
+        # one), it lowered 11 of 12 ETT test averages (benchmarks/results/forecast_ett_v3.md).
+        # The stream, the torch-free runtime and the ONNX host apply it too.
         # instance normalisation, flatten head, linear branch chosen on validation: the most
         # accurate configuration on the ETT benchmarks
         "accurate": MappingProxyType({"norm": "instance", "head": "flatten", "cycle": "auto"}),
         # causal normalisation and the last-state head: forecasts from the whole history, and
         # ``stream()`` answers each new sample in O(1) time and memory
-        "streaming": MappingProxyType({"norm": "causal", "head": "last"}),
+        "streaming": MappingProxyType({"norm": "causal", "head": "last", "cycle": "auto"}),
         # a 16-wide encoder at 7x the default batch (learning rate scaled with it): the ETT
         # winner, validated equal to the default batch on ETT's validation parts, 7x fewer steps
         "fast": MappingProxyType(
@@ -296,11 +296,11 @@ class RWKVForecaster(BaseEstimator):
         trained at batch 896 with learning rate 3e-4 (7x fewer, larger steps than the defaults);
         the most accurate settings found on the ETT benchmarks, meant for long series (tens of
         thousands of windows): on short series a batch of 896 leaves few steps an epoch.
-        ``"accurate"`` and ``"fast"`` also set ``cycle="auto"`` (the daily cycle removed for data
-        with a time step below a day, a weekly one for daily data; nothing for arrays), which the
-        estimator's default leaves off; with it ``forecast_windows`` needs the windows' phases.
-        ``"streaming"`` leaves it off, so that its models run in the torch-free runtime and as
-        ONNX, which do not apply a cycle; add ``cycle="auto"`` when ``stream()`` serves them.
+        Every preset also sets ``cycle="auto"`` (the daily cycle removed for data with a time
+        step below a day, a weekly one for daily data; nothing for arrays), which the estimator's
+        default leaves off; with it ``forecast_windows`` needs the windows' phases, and the
+        torch-free runtime and ONNX host need the phase of each series' first sample
+        (``RuntimeModel.cycle_phases``).
         ``PRESETS`` (module level) holds each preset's parameters. The result is an ordinary
         estimator: ``get_params`` shows every setting, and ``clone``, ``set_params`` and the
         Optuna tuner treat it like any other.

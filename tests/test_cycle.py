@@ -191,17 +191,149 @@ def test_bad_cycle_fails_before_training(etth1):
         RWKVForecaster(cycle="daily", **TINY_FORECASTER).fit(frame)
 
 
-def test_runtimes_without_the_cycle_refuse_such_a_model(fitted, tmp_path):
-    from rwkv_ts.runtime.weights import RuntimeModelError, read_model_file
+def _streamable(fitted):
+    est, frame = fitted
+    if not est.config_.streamable:
+        pytest.skip("the torch-free runtime and ONNX serve the streamable configuration")
+    return est, frame
+
+
+def test_runtime_applies_the_cycle(fitted, tmp_path):
+    """The torch-free runtime, started at the phase of the first sample, gives predict's forecast,
+    through samples in chunks and one at a time, and after a saved state is restored."""
+    from rwkv_ts.runtime import RuntimeModel
+
+    est, frame = _streamable(fitted)
+    history = frame.iloc[:650]
+    expected = est.predict(history)[["HUFL", "OT"]].to_numpy()
+    values = history[["HUFL", "OT"]].to_numpy()
+    est.save(tmp_path / "m.rwkvts")
+    model = RuntimeModel.load(tmp_path / "m.rwkvts")
+    assert model.cycle == 24
+    np.testing.assert_array_equal(model.cycle_profile, est.cycle_profile_)
+    first = model.cycle_phases(history["date"].iloc[:1])
+    assert first.tolist() == [history["date"].iloc[0].hour]
+    stream = model.stream(1, phase=first)
+    stream.update(values[None, :600])
+    for t in range(600, 640):
+        stream.update(values[None, t])
+    out = stream.update(values[None, 640:650])
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+    next_hour = history["date"].iloc[-1] + pd.Timedelta(hours=1)
+    assert stream.phases.tolist() == model.cycle_phases(next_hour).tolist()
+    restored = model.stream().load_state(stream.save_state())
+    np.testing.assert_allclose(restored.forecast()[0], expected, atol=1e-5)
+    # the phase is what places the profile: a stream started an hour off answers otherwise
+    off = model.stream(1, phase=first + 1)
+    assert np.abs(off.update(values[None])[0] - expected).max() > 1e-3
+
+
+_NO_TORCH = """
+import importlib.abc, json, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "lightning"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, NoTorch())
+import numpy as np
+from rwkv_ts.runtime import RuntimeModel
+
+model = RuntimeModel.load(sys.argv[1])
+stream = model.stream(1, phase=model.cycle_phases(sys.argv[2]))
+print(json.dumps(stream.update(np.load(sys.argv[3])[None])[0].tolist()))
+"""
+
+
+def test_runtime_places_timestamps_without_torch(fitted, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    est, frame = _streamable(fitted)
+    history = frame.iloc[:650]
+    est.save(tmp_path / "m.rwkvts")
+    np.save(tmp_path / "x.npy", history[["HUFL", "OT"]].to_numpy())
+    (tmp_path / "run.py").write_text(_NO_TORCH)
+    first = str(history["date"].iloc[0])
+    args = [str(tmp_path / "run.py"), str(tmp_path / "m.rwkvts"), first, str(tmp_path / "x.npy")]
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(out, est.predict(history)[["HUFL", "OT"]].to_numpy(), atol=1e-5)
+
+
+def test_runtime_phase_arguments_are_checked(fitted, tmp_path):
+    from rwkv_ts.runtime import RuntimeModel
+
+    est, _ = _streamable(fitted)
+    est.save(tmp_path / "m.rwkvts")
+    model = RuntimeModel.load(tmp_path / "m.rwkvts")
+    stream = model.stream(2, phase=[3, 25])
+    assert stream.phases.tolist() == [3, 1]
+    stream.set_phases(7, series=[1])
+    assert stream.phases.tolist() == [3, 7]
+    with pytest.raises(ValueError, match=r"shape \(2,\), one per series"):
+        stream.set_phases([1, 2, 3])
+    with pytest.raises(ValueError, match="integer"):
+        stream.add_series(1, phase=0.5)
+    with pytest.raises(ValueError, match=r"series positions must lie in \[0, 2\)"):
+        stream.set_phases(1, series=[2])
+    assert stream.phases.tolist() == [3, 7]  # a refused call changes nothing
+
+
+def test_runtime_without_a_cycle_has_no_phase(etth1, tmp_path):
+    from rwkv_ts.runtime import RuntimeModel
+
+    frame = etth1.frame[["date", "HUFL"]].iloc[:300]
+    est = RWKVForecaster(norm="causal", head="last", **TINY_FORECASTER).fit(frame)
+    est.save(tmp_path / "m.rwkvts")
+    model = RuntimeModel.load(tmp_path / "m.rwkvts")
+    stream = model.stream(1)
+    assert model.cycle is None and stream.phases is None
+    assert "phase" not in stream.state  # a saved state keeps its format
+    with pytest.raises(ValueError, match="removes no cycle"):
+        stream.set_phases(0)
+    with pytest.raises(ValueError, match="removes no cycle"):
+        model.cycle_phases(frame["date"].iloc[:1])
+
+
+def test_onnx_host_applies_the_cycle(fitted, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from rwkv_ts.export.onnx import OnnxStream, export_onnx
+    from rwkv_ts.runtime import RuntimeModel
+
+    est, frame = _streamable(fitted)
+    history = frame.iloc[:650]
+    expected = est.predict(history)[["HUFL", "OT"]].to_numpy()
+    path = export_onnx(est, tmp_path / "m.onnx")
+    est.save(tmp_path / "m.rwkvts")
+    first = RuntimeModel.load(tmp_path / "m.rwkvts").cycle_phases(history["date"].iloc[:1])
+    stream = OnnxStream(path, 1, phase=first)
+    out = stream.update(history[["HUFL", "OT"]].to_numpy()[None])
+    np.testing.assert_allclose(out[0], expected, atol=1e-4)
+
+
+def test_runtime_refuses_a_profile_of_the_wrong_shape(fitted, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save as st_save
+
+    from rwkv_ts._safefile import CHECKSUM_KEY, seal
+    from rwkv_ts.runtime import RuntimeModelError
+    from rwkv_ts.runtime.weights import read_model_file
 
     est, _ = fitted
     est.save(tmp_path / "m.rwkvts")
-    with pytest.raises(RuntimeModelError, match="seasonal cycle"):
-        read_model_file(tmp_path / "m.rwkvts")
-    from rwkv_ts.export.onnx import _arrays_of
-
-    with pytest.raises(ValueError, match="seasonal cycle"):
-        _arrays_of(est)
+    with safe_open(str(tmp_path / "m.rwkvts"), framework="pt") as fh:
+        metadata = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    metadata.pop(CHECKSUM_KEY)
+    tensors["cycle.profile"] = tensors["cycle.profile"][:, :1].contiguous()
+    (tmp_path / "bad.rwkvts").write_bytes(seal(lambda m: st_save(tensors, metadata=m), metadata))
+    with pytest.raises(RuntimeModelError, match=r"'cycle.profile' has shape \(24, 1\)"):
+        read_model_file(tmp_path / "bad.rwkvts")
 
 
 def test_a_file_without_its_profile_fails_clearly(fitted, tmp_path):

@@ -15,7 +15,6 @@ from rwkv_ts.data.validation import (
     DataValidationError,
     check_same_channels,
 )
-from rwkv_ts.data.windows import WindowDataset, chronological_split
 
 __all__ = [
     "IMPUTE_METHODS",
@@ -30,3 +29,13 @@ __all__ = [
     "forecast_to_frame",
     "to_panel",
 ]
+
+
+def __getattr__(name: str):
+    # the training windows need torch; the rest of the boundary (and the torch-free runtime, which
+    # reads phases through rwkv_ts.data.cycle) does not, so they load on first use
+    if name in ("WindowDataset", "chronological_split"):
+        from rwkv_ts.data import windows
+
+        return getattr(windows, name)
+    raise AttributeError(f"module 'rwkv_ts.data' has no attribute {name!r}")

@@ -149,7 +149,8 @@ def _encode_freq(freq: Any) -> Any:
     return {"offset": to_offset(freq).freqstr}
 
 
-def _decode_freq(record: Any) -> Any:
+def decode_freq(record: Any) -> Any:
+    """The time step of a panel record's ``"freq"`` entry: an offset, an integer, or ``None``."""
     if record is None:
         return None
     if "int" in record:
@@ -235,7 +236,7 @@ def panel_from_record(record: dict, arrays: list[np.ndarray]) -> Panel:
         channels=list(record["channels"]),
         series_ids=series_ids,
         last_times=[_decode_time(t, spec.tz) for t in record["last_times"]],
-        freq=_decode_freq(record["freq"]),
+        freq=decode_freq(record["freq"]),
         spec=spec,
     )
 

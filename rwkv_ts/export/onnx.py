@@ -309,14 +309,10 @@ def _arrays_of(source: Any) -> ModelArrays:
     if isinstance(source, str | os.PathLike):
         return read_model_file(source)
     # a fitted RWKVForecaster (torch is loaded already)
+    from rwkv_ts.data.serialize import panel_to_record
     from rwkv_ts.runtime.weights import RuntimeConfig
 
-    if getattr(source, "cycle_profile_", None) is not None:
-        raise ValueError(
-            f"this forecaster removes a seasonal cycle (cycle_={source.cycle_}), which the ONNX "
-            "graph does not apply; stream it with est.stream() instead"
-        )
-
+    profile = getattr(source, "cycle_profile_", None)
     config = source.config_.to_dict()
     return ModelArrays(
         config=RuntimeConfig.from_dict(config),
@@ -325,6 +321,8 @@ def _arrays_of(source: Any) -> ModelArrays:
         scale_mean=np.asarray(source.scale_mean_, dtype=np.float64),
         scale_std=np.asarray(source.scale_std_, dtype=np.float64),
         channels=list(source.channels_),
+        cycle_profile=None if profile is None else np.asarray(profile, dtype=np.float64),
+        freq=panel_to_record(source.last_panel_)[0]["freq"],
     )
 
 
@@ -337,7 +335,10 @@ def export_onnx(source: Any, path: str | os.PathLike) -> Path:
     path : where to write the ``.onnx`` file
 
     The scaler and channel names go into the model's metadata (``scale_mean``, ``scale_std``,
-    ``channels``, ``lookback``, JSON), so a host needs nothing else.
+    ``channels``, ``lookback``, JSON), so a host needs nothing else. A forecaster that removes a
+    cycle adds ``cycle_profile`` (JSON, period x channels, scaled space): the host subtracts
+    ``cycle_profile[phase]`` from each scaled sample and adds ``cycle_profile[phase + h]`` to the
+    forecast as :class:`OnnxStream` does; the graph itself is the same.
     """
     import json
 
@@ -350,6 +351,8 @@ def export_onnx(source: Any, path: str | os.PathLike) -> Path:
         "lookback": str(arrays.config.lookback),
         "horizon": str(arrays.config.horizon),
     }
+    if arrays.cycle_profile is not None:
+        meta["cycle_profile"] = json.dumps(np.asarray(arrays.cycle_profile).tolist())
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -360,9 +363,20 @@ def export_onnx(source: Any, path: str | os.PathLike) -> Path:
 
 class OnnxStream:
     """Run an exported step graph with onnxruntime: ``update(values)`` as
-    :class:`rwkv_ts.runtime.RuntimeStream` (one sample per call and series, or ``k``)."""
+    :class:`rwkv_ts.runtime.RuntimeStream` (one sample per call and series, or ``k``).
 
-    def __init__(self, path: str | os.PathLike, n_series: int, threads: int = 1) -> None:
+    ``phase`` (an integer, or one per series): the phase of each series' first sample in the
+    removed cycle of a forecaster that has one (as :meth:`rwkv_ts.runtime.RuntimeModel.cycle_phases`
+    gives it); ignored otherwise.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_series: int,
+        threads: int = 1,
+        phase: int | np.ndarray = 0,
+    ) -> None:
         import json
 
         import onnxruntime as ort
@@ -377,6 +391,14 @@ class OnnxStream:
         self.lookback = int(meta["lookback"])
         self.horizon = int(meta["horizon"])
         self._c = len(self.scale_mean)
+        profile = meta.get("cycle_profile")
+        #: the removed cycle's profile (period, C), scaled space; one phase of zeros without one
+        self.cycle_profile = (
+            np.zeros((1, self._c)) if profile is None else np.array(json.loads(profile), np.float64)
+        )
+        period = self.cycle_profile.shape[0]
+        #: the phase of every series' next sample
+        self.phases = np.mod(np.broadcast_to(np.asarray(phase, np.int64), (n_series,)), period)
         lanes = n_series * self._c
         self.state = {}
         self._names = []
@@ -395,8 +417,12 @@ class OnnxStream:
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim == 2:
             arr = arr[:, None, :]
-        scaled = ((arr.astype(np.float32) - self.scale_mean) / self.scale_std).astype(np.float32)
-        x = scaled.transpose(0, 2, 1).reshape(-1, arr.shape[1])
+        k, period = arr.shape[1], self.cycle_profile.shape[0]
+        steps = np.arange(k + self.horizon)
+        profile = self.cycle_profile[np.mod(self.phases[:, None] + steps, period)]
+        scaled = (arr.astype(np.float32) - self.scale_mean) / self.scale_std
+        scaled = (scaled - profile[:, :k]).astype(np.float32)
+        x = scaled.transpose(0, 2, 1).reshape(-1, k)
         for j in range(x.shape[1]):
             feed = {"x": np.ascontiguousarray(x[:, j]), **self.state}
             out = self.session.run(self._outputs, feed)
@@ -404,6 +430,7 @@ class OnnxStream:
             self.state = dict(zip(self._names, out[1:], strict=True))
         n = arr.shape[0]
         y = self.fc.astype(np.float64).reshape(n, self._c, -1).transpose(0, 2, 1)
-        y = y * self.scale_std + self.scale_mean
+        y = (y + profile[:, k:]) * self.scale_std + self.scale_mean
+        self.phases = np.mod(self.phases + k, period)
         y[self.state["count"].reshape(n, self._c)[:, 0] < self.lookback] = np.nan
         return y

@@ -570,33 +570,41 @@ def _token_step(tok, wf, table, cfg, shift, wkv, tcn, cm, head, y_out, scratch):
 
 
 @njit(cache=True)
-def scale_samples(values, mean, std, x):
+def scale_samples(values, mean, std, profile, phase, lanes, x):
     """Scale samples ``values`` (S, k, C) float64 into the kernel's lanes ``x`` (S*C, k) float32,
-    as ``((v.astype(float32) - mean) / std).astype(float32)``; False if any value is not finite
-    (then ``x`` is partly written and must not be used)."""
+    as ``((v.astype(float32) - mean) / std - profile[phase]).astype(float32)``, the phase of the
+    j-th sample of lane ``l`` being ``(phase[l] + j) % period`` (a removed cycle; a model without
+    one has a (1, C) profile of zeros); False if any value is not finite (then ``x`` is partly
+    written and must not be used)."""
     n_series, k, c = values.shape
+    period = profile.shape[0]
     for s in range(n_series):
-        for j in range(k):
-            for ch in range(c):
+        for ch in range(c):
+            first = phase[lanes[s * c + ch]]
+            for j in range(k):
                 v = values[s, j, ch]
                 if not np.isfinite(v):
                     return False
-                x[s * c + ch, j] = np.float32((np.float64(np.float32(v)) - mean[ch]) / std[ch])
+                z = (np.float64(np.float32(v)) - mean[ch]) / std[ch]
+                x[s * c + ch, j] = np.float32(z - profile[(first + j) % period, ch])
     return True
 
 
 @njit(cache=True)
-def unscale_forecasts(fc, count, lanes, mean, std, lookback, out):
+def unscale_forecasts(fc, count, lanes, mean, std, profile, phase, lookback, out):
     """Forecasts ``out`` (S, horizon, C) float64 of the series whose lanes are ``lanes`` (S*C,):
-    ``fc * std + mean``, NaN for series with fewer than ``lookback`` samples."""
+    ``(fc + profile[phase + h]) * std + mean`` (``phase``: of each lane's next sample), NaN for
+    series with fewer than ``lookback`` samples."""
     n_series, horizon, c = out.shape
+    period = profile.shape[0]
     for s in range(n_series):
         ready = count[lanes[s * c]] >= lookback
         for ch in range(c):
             lane = lanes[s * c + ch]
             for h in range(horizon):
                 if ready:
-                    out[s, h, ch] = np.float64(fc[lane, h]) * std[ch] + mean[ch]
+                    cyc = profile[(phase[lane] + h) % period, ch]
+                    out[s, h, ch] = (np.float64(fc[lane, h]) + cyc) * std[ch] + mean[ch]
                 else:
                     out[s, h, ch] = np.nan
 
@@ -606,6 +614,8 @@ def update_lanes(
     values,
     mean,
     std,
+    profile,
+    phase,
     lanes,
     wf,
     table,
@@ -622,14 +632,17 @@ def update_lanes(
     scratch,
     out,
 ):
-    """Scale ``values`` (S, k, C) into the lanes, advance ``lanes`` and write the forecasts
-    ``out`` (S, horizon, C); one call (one dispatch) per update. False, with no state changed, if
-    a value is not finite."""
+    """Scale ``values`` (S, k, C) into the lanes, advance ``lanes`` and their phases and write the
+    forecasts ``out`` (S, horizon, C); one call (one dispatch) per update. False, with no state
+    changed, if a value is not finite."""
     x = np.empty((lanes.shape[0], values.shape[1]), np.float32)
-    if not scale_samples(values, mean, std, x):
+    if not scale_samples(values, mean, std, profile, phase, lanes, x):
         return False
     run_lanes(lanes, x, wf, table, cfg, nbuf, count, zbuf, shift, wkv, tcn, cm, head, fc, scratch)
-    unscale_forecasts(fc, count, lanes, mean, std, cfg[14], out)
+    period = profile.shape[0]
+    for lane in lanes:
+        phase[lane] = (phase[lane] + values.shape[1]) % period
+    unscale_forecasts(fc, count, lanes, mean, std, profile, phase, cfg[14], out)
     return True
 
 

@@ -93,6 +93,11 @@ class ModelArrays:
     scale_mean: np.ndarray
     scale_std: np.ndarray
     channels: list[str]
+    #: the removed cycle's profile (period, C) in the scaled space, or None
+    cycle_profile: np.ndarray | None = None
+    #: the saved panel's time-step record (``{"offset": ...}``, ``{"int": ...}`` or None): what
+    #: places timestamps in the cycle
+    freq: dict | None = None
 
 
 def read_model_file(path: str | os.PathLike) -> ModelArrays:
@@ -131,11 +136,17 @@ def read_model_file(path: str | os.PathLike) -> ModelArrays:
         tensors = load(data)
     except (SafetensorError, ValueError) as exc:
         raise RuntimeModelError(f"{path} is corrupt or truncated: {exc}") from None
-    if "cycle.profile" in tensors:
-        raise RuntimeModelError(
-            f"{path} removes a seasonal cycle (cycle={header.get('params', {}).get('cycle')!r}), "
-            "which the torch-free runtime does not apply; stream it with est.stream() instead"
-        )
+    profile = tensors.get("cycle.profile")
+    if profile is not None:
+        profile = np.asarray(profile, dtype=np.float64)
+        n_channels = len(header.get("channels") or ())
+        if profile.ndim != 2 or profile.shape[0] < 2 or profile.shape[1] != n_channels:
+            raise RuntimeModelError(
+                f"{path}: tensor 'cycle.profile' has shape {profile.shape}, expected (period >= 2, "
+                f"{n_channels} channels)"
+            )
+        if not np.isfinite(profile).all():
+            raise RuntimeModelError(f"{path}: tensor 'cycle.profile' holds NaN or infinite values")
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         return ModelArrays(
@@ -145,6 +156,8 @@ def read_model_file(path: str | os.PathLike) -> ModelArrays:
             scale_mean=np.asarray(tensors["scale.mean"], dtype=np.float64),
             scale_std=np.asarray(tensors["scale.std"], dtype=np.float64),
             channels=list(header["channels"]),
+            cycle_profile=profile,
+            freq=(header.get("panel") or {}).get("freq"),
         )
     except KeyError as exc:
         raise RuntimeModelError(f"{path} lacks {exc.args[0]!r}") from None
