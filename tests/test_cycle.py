@@ -22,6 +22,7 @@ from rwkv_ts.data.cycle import (
     phases_ending,
     resolve_cycle,
     step_index,
+    step_indices,
 )
 
 offset = pd.tseries.frequencies.to_offset
@@ -64,6 +65,14 @@ def test_phase_is_the_hour_of_the_day_in_wall_clock_time():
     ]
     assert phases_after(pd.Timestamp("2024-01-01 22:00"), hourly, 3, 24).tolist() == [23, 0, 1]
     assert phases_ending(9, 1, 3, 4).tolist() == [3, 0, 1]
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
+def test_step_indices_equal_step_index_of_each(tz):
+    times = list(pd.date_range("2024-03-30 20:00", periods=40, freq="h", tz=tz))  # a DST change
+    hourly = offset("h")
+    assert step_indices(times, hourly).tolist() == [step_index(t, hourly) for t in times]
+    assert step_indices([3, 10, -4], 2).tolist() == [step_index(t, 2) for t in (3, 10, -4)]
 
 
 @settings(max_examples=30, deadline=None)

@@ -87,6 +87,16 @@ def step_index(time: Any, freq: Any) -> int:
     return int(stamp.as_unit("ns").value) // step_nanoseconds(freq)
 
 
+def step_indices(times: list, freq: Any) -> np.ndarray:
+    """:func:`step_index` of many times at once (int64 array), for a stream's many series."""
+    if isinstance(freq, int | np.integer) or freq is None:
+        return np.asarray(times, dtype=np.int64) // int(freq or 1)
+    index = pd.DatetimeIndex(times)
+    if index.tz is not None:
+        index = index.tz_localize(None)  # wall-clock time, as step_index
+    return index.as_unit("ns").asi8 // step_nanoseconds(freq)
+
+
 def phases_ending(last_time: Any, freq: Any, n: int, period: int) -> np.ndarray:
     """Phases (n,) of the ``n`` samples whose last one is at ``last_time``."""
     end = step_index(last_time, freq)
@@ -117,5 +127,6 @@ __all__ = [
     "phases_ending",
     "resolve_cycle",
     "step_index",
+    "step_indices",
     "step_nanoseconds",
 ]

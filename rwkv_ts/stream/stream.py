@@ -22,7 +22,7 @@ from safetensors.torch import save as st_save
 
 from rwkv_ts._safefile import check_bytes, seal, write_atomic
 from rwkv_ts.data import Panel, check_same_channels, forecast_to_frame, to_panel
-from rwkv_ts.data.cycle import phases_after, phases_ending
+from rwkv_ts.data.cycle import phases_ending, step_indices
 from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
 from rwkv_ts.data.validation import DataValidationError, as_real_array
 from rwkv_ts.nn import flatten_state, unflatten_state
@@ -363,10 +363,12 @@ class ForecastStream:
             k = arr.shape[1]
             self._last_times = [self._advance(t, k) for t in self._last_times]
             arr = arr.astype(np.float32)
-            if self.cycle_profile is None:
-                scaled = ((arr - self.scale_mean) / self.scale_std).astype(np.float32)
-            else:
-                scaled = np.stack([self._scaled(a, pos) for pos, a in enumerate(arr)])
+            scaled = (arr - self.scale_mean) / self.scale_std
+            if self.cycle_profile is not None:
+                ends = step_indices(self._last_times, self.freq)
+                steps = ends[:, None] + np.arange(1 - k, 1)
+                scaled = scaled - self.cycle_profile[np.mod(steps, self.cycle)]
+            scaled = scaled.astype(np.float32)
             x = scaled.transpose(0, 2, 1).reshape(-1, k)
             self._engine.push(np.arange(x.shape[0]), x)
             positions = list(range(self.n_series))
@@ -417,11 +419,9 @@ class ForecastStream:
         scaled = self._engine.forecasts().numpy()[lanes].astype(np.float64)
         scaled = scaled.reshape(len(pos), c, h).transpose(0, 2, 1)
         if self.cycle_profile is not None:
-            scaled = scaled + np.stack(
-                [
-                    self.cycle_profile[phases_after(self._last_times[p], self.freq, h, self.cycle)]
-                    for p in pos
-                ]
+            ends = step_indices([self._last_times[p] for p in pos], self.freq)
+            scaled = (
+                scaled + self.cycle_profile[np.mod(ends[:, None] + np.arange(1, h + 1), self.cycle)]
             )
         out = scaled * self.scale_std + self.scale_mean
         counts = self._engine.counts()[pos * c]
