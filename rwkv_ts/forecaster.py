@@ -69,7 +69,7 @@ PRESETS = MappingProxyType(
         # every preset removes the daily cycle where the data have a time step below a day
         # (cycle="auto"; nothing for arrays and integer time): chosen on ETT's validation parts
         # for both configurations (ett_validation_sweep_round7.md, round 8 for the streamable
-        # one), it lowered 11 of 12 ETT test averages (benchmarks/results/forecast_ett_v3.md).
+        # one), it lowered 22 of 24 ETT test averages (benchmarks/results/forecast_ett_v3.md).
         # The stream, the torch-free runtime and the ONNX host apply it too.
         # instance normalisation, flatten head, linear branch chosen on validation: the most
         # accurate configuration on the ETT benchmarks

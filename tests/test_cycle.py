@@ -323,6 +323,8 @@ def test_onnx_host_applies_the_cycle(fitted, tmp_path):
     stream = OnnxStream(path, 1, phase=first)
     out = stream.update(history[["HUFL", "OT"]].to_numpy()[None])
     np.testing.assert_allclose(out[0], expected, atol=1e-4)
+    with pytest.raises(ValueError, match=r"shape \(1,\), one per series, got float64"):
+        OnnxStream(path, 1, phase=0.5)
 
 
 def test_runtime_refuses_a_profile_of_the_wrong_shape(fitted, tmp_path):

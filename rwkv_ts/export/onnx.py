@@ -398,7 +398,13 @@ class OnnxStream:
         )
         period = self.cycle_profile.shape[0]
         #: the phase of every series' next sample
-        self.phases = np.mod(np.broadcast_to(np.asarray(phase, np.int64), (n_series,)), period)
+        first = np.asarray(phase)
+        if not np.issubdtype(first.dtype, np.integer) or first.shape not in ((), (n_series,)):
+            raise ValueError(
+                f"phase must be an integer or an integer array of shape ({n_series},), one per "
+                f"series, got {first.dtype} {first.shape}"
+            )
+        self.phases = np.mod(np.broadcast_to(first.astype(np.int64), (n_series,)), period)
         lanes = n_series * self._c
         self.state = {}
         self._names = []
