@@ -18,7 +18,7 @@ from rwkv_ts.data.cycle import (
     phases_after,
     phases_ending,
     resolve_cycle,
-    step_index,
+    step_indices,
 )
 from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
@@ -631,7 +631,7 @@ class RWKVForecaster(BaseEstimator):
             raise ValueError("this forecaster removes no cycle (cycle_ is None)")
         freq = self.last_panel_.freq
         stamps = np.atleast_1d(np.asarray(times, dtype=object))
-        return np.array([step_index(t, freq) % self.cycle_ for t in stamps], dtype=np.int64)
+        return step_indices(list(stamps), freq) % self.cycle_
 
     def forecast_windows(
         self, windows: np.ndarray, batch_size: int = 512, phases: Any = None

@@ -79,21 +79,16 @@ def resolve_cycle(cycle: int | str | None, freq: Any) -> int | None:
 
 def step_index(time: Any, freq: Any) -> int:
     """Whole steps of ``freq`` from the origin to ``time`` (see the module's docstring)."""
-    if isinstance(freq, int | np.integer) or freq is None:
-        return int(time) // int(freq or 1)
-    stamp = pd.Timestamp(time)
-    if stamp.tz is not None:
-        stamp = stamp.tz_localize(None)  # wall-clock time: a daily cycle follows local hours
-    return int(stamp.as_unit("ns").value) // step_nanoseconds(freq)
+    return int(step_indices([time], freq)[0])
 
 
-def step_indices(times: list, freq: Any) -> np.ndarray:
-    """:func:`step_index` of many times at once (int64 array), for a stream's many series."""
+def step_indices(times: Any, freq: Any) -> np.ndarray:
+    """:func:`step_index` of many times at once (int64 array), e.g. a stream's many series."""
     if isinstance(freq, int | np.integer) or freq is None:
         return np.asarray(times, dtype=np.int64) // int(freq or 1)
     index = pd.DatetimeIndex(times)
     if index.tz is not None:
-        index = index.tz_localize(None)  # wall-clock time, as step_index
+        index = index.tz_localize(None)  # wall-clock time: a daily cycle follows local hours
     return index.as_unit("ns").asi8 // step_nanoseconds(freq)
 
 

@@ -117,12 +117,12 @@ class RuntimeModel:
         """
         if self.cycle is None:
             raise ValueError("this model removes no cycle")
-        from rwkv_ts.data.cycle import step_index
+        from rwkv_ts.data.cycle import step_indices
         from rwkv_ts.data.serialize import decode_freq
 
         freq = decode_freq(self.arrays.freq)
         stamps = np.atleast_1d(np.asarray(times, dtype=object))
-        return np.array([step_index(t, freq) % self.cycle for t in stamps], dtype=np.int64)
+        return step_indices(list(stamps), freq) % self.cycle
 
 
 class RuntimeStream:
