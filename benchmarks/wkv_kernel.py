@@ -116,6 +116,10 @@ def paths(fla):
     """name -> fn(r, k, v, w, u, w_log) -> (y, state)."""
     out = {
         "ours": lambda r, k, v, w, u, wl: wkv_cuda_mod.wkv_cuda(r, k, v, w, u, None),
+        # the sequential kernels (what "ours" ran before the chunked tensor-core kernels)
+        "ours_sequential": lambda r, k, v, w, u, wl: wkv_cuda_mod.wkv_cuda(
+            r, k, v, w, u, None, form="sequential"
+        ),
         "torch_chunked": lambda r, k, v, w, u, wl: wkv_chunked(r, k, v, w, u, None),
     }
     if fla is not None:
@@ -176,7 +180,7 @@ def bench_shape(label, B, T, H, N, dtype, fns, bw, reps, skip):
         print(f"  {label} BH={B * H} T={T} N={N} {name}: {res[name]}", flush=True)
         torch.cuda.empty_cache()
     for name in fns:
-        if name.startswith("fla") or name == "torch_chunked":
+        if name.startswith("fla") or name in ("torch_chunked", "ours_sequential"):
             if "fwd_ms" in res.get(name, {}) and "fwd_ms" in res.get("ours", {}):
                 res["ours"][f"fwd_speedup_vs_{name}"] = res[name]["fwd_ms"] / res["ours"]["fwd_ms"]
                 res["ours"][f"fwdbwd_speedup_vs_{name}"] = (
@@ -268,6 +272,11 @@ def check_against(fla, dtype):
         return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
 
     out = {"ours_vs_ref_y": rel(y, y_ref), "ours_vs_ref_state": rel(s, s_ref)}
+    ys, ss = wkv_cuda_mod.wkv_cuda(r, k, v, w, u, form="sequential")
+    out |= {
+        "ours_sequential_vs_ref_y": rel(ys, y_ref),
+        "ours_sequential_vs_ref_state": rel(ss, s_ref),
+    }
     if fla is not None:
         wl = -torch.exp(w.float()).to(dtype)
         yf, sf = fla["fla_chunk"](r, k, v, wl, u, scale=1.0, output_final_state=True)
@@ -313,7 +322,7 @@ def render_md(data: dict) -> str:
     for r in data["results"]:
         shape = f"{r['label']} ({r['BH']}, {r['T']}, {r['N']}) {r['dtype'].split('.')[-1]}"
         ours = r.get("ours", {})
-        known = ("ours", "fla_chunk", "fla_fused_recurrent", "torch_chunked")
+        known = ("ours", "ours_sequential", "fla_chunk", "fla_fused_recurrent", "torch_chunked")
         # plus paths carried over from an earlier run by a merge, e.g. "fla_chunk (run of DATE)"
         extra = [
             k for k, v in r.items() if k not in known and isinstance(v, dict) and "fwd_ms" in v
@@ -425,6 +434,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="on the long shapes, time ours at each count of time chunks (1: sequential kernel)",
     )
+    p.add_argument(
+        "--paths", nargs="+", help="time only these paths (e.g. ours ours_sequential fla_chunk)"
+    )
     p.add_argument("--name", default="wkv_kernel", help="base name of the result files")
     p.add_argument(
         "--merge", nargs="+", type=Path, help="merge result JSON files of earlier runs and exit"
@@ -439,6 +451,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("the CUDA WKV extension did not build")
     fla = None if args.no_fla else load_fla()
     fns = paths(fla)
+    if args.paths:
+        unknown = sorted(set(args.paths) - set(fns))
+        if unknown:
+            raise SystemExit(f"unknown or unavailable paths {unknown}; have {sorted(fns)}")
+        fns = {name: fn for name, fn in fns.items() if name in args.paths}
     bw = copy_bandwidth()
     print(f"copy bandwidth {bw / 1e9:.0f} GB/s", flush=True)
     dtype = torch.bfloat16

@@ -184,7 +184,8 @@ __global__ void __launch_bounds__(Hpb<N>::value * N)
                     const float* __restrict__ s0, const T* __restrict__ dy,
                     const float* __restrict__ dsT, T* __restrict__ dr, T* __restrict__ dk,
                     T* __restrict__ dv, float* __restrict__ du_part, float* __restrict__ ds0,
-                    float* __restrict__ qbuf, float* __restrict__ kpbuf, float* __restrict__ fin) {
+                    float* __restrict__ qbuf, float* __restrict__ kpbuf, float* __restrict__ fin,
+                    const int* __restrict__ only) {
     constexpr int HPB = Hpb<N>::value;
     constexpr int P = N + 4;
     constexpr int S = N / CH;  // lanes per step in chunk_dot
@@ -202,7 +203,9 @@ __global__ void __launch_bounds__(Hpb<N>::value * N)
     const int grp = threadIdx.x / N;
     const int lt = threadIdx.x % N;  // the row i (roles 0, 1) or the column j (role 2)
     const int bh = blockIdx.x * HPB + grp;
-    const bool active = bh < BH;
+    // only (may be null): the (b, h) to do, the others were done by the chunked backward
+    const bool active = bh < BH && (only == nullptr || only[bh] != 0);
+    if (__syncthreads_or(active) == 0) return;  // uniform: nothing for this block
     const int bhc = active ? bh : 0;
     const int b = bhc / H, h = bhc % H;
     const size_t rs = (size_t)H * N;
@@ -379,9 +382,10 @@ template <typename T>
 __global__ void __launch_bounds__(DW_THREADS, 8)
     wkv6_dw_kernel(long long BHN, int T_, int HN, const T* __restrict__ w,
                    const float* __restrict__ qbuf, const float* __restrict__ kpbuf,
-                   const float* __restrict__ fin, T* __restrict__ dw) {
+                   const float* __restrict__ fin, T* __restrict__ dw, int N,
+                   const int* __restrict__ only) {
     const long long e = (long long)blockIdx.x * DW_THREADS + threadIdx.x;  // (b, h, i)
-    if (e >= BHN) return;
+    if (e >= BHN || (only != nullptr && only[e / N] == 0)) return;
     const long long b = e / HN;
     const size_t rs = (size_t)HN;
     const size_t base = (size_t)b * T_ * rs + (size_t)(e - b * HN);
@@ -482,7 +486,7 @@ template <typename T, int N>
 int launch_bwd(int B, int T_, int H, const void* r, const void* k, const void* v, const void* w,
                const float* u, const float* s0, const void* dy, const float* dsT, void* dr,
                void* dk, void* dv, void* dw, float* du_part, float* ds0, float* scratch,
-               cudaStream_t st) {
+               const int* only, cudaStream_t st) {
     constexpr int HPB = Hpb<N>::value;
     const int BH = B * H;
     const size_t elems = (size_t)B * T_ * H * N;
@@ -493,23 +497,24 @@ int launch_bwd(int B, int T_, int H, const void* r, const void* k, const void* v
     wkv6_bwd_kernel<T, N><<<grid, HPB * N, 0, st>>>(
         BH, T_, H, static_cast<const T*>(r), static_cast<const T*>(k), static_cast<const T*>(v),
         static_cast<const T*>(w), u, s0, static_cast<const T*>(dy), dsT, static_cast<T*>(dr),
-        static_cast<T*>(dk), static_cast<T*>(dv), du_part, ds0, qbuf, kpbuf, fin);
+        static_cast<T*>(dk), static_cast<T*>(dv), du_part, ds0, qbuf, kpbuf, fin, only);
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return static_cast<int>(err);
     const long long BHN = (long long)BH * N;
     const unsigned blocks = static_cast<unsigned>((BHN + DW_THREADS - 1) / DW_THREADS);
     wkv6_dw_kernel<T><<<blocks, DW_THREADS, 0, st>>>(BHN, T_, H * N, static_cast<const T*>(w), qbuf,
-                                                     kpbuf, fin, static_cast<T*>(dw));
+                                                     kpbuf, fin, static_cast<T*>(dw), N, only);
     return static_cast<int>(cudaGetLastError());
 }
 
 template <typename T>
 int bwd_n(int N, int B, int T_, int H, const void* r, const void* k, const void* v, const void* w,
           const float* u, const float* s0, const void* dy, const float* dsT, void* dr, void* dk,
-          void* dv, void* dw, float* du_part, float* ds0, float* scratch, cudaStream_t st) {
+          void* dv, void* dw, float* du_part, float* ds0, float* scratch, const int* only,
+          cudaStream_t st) {
 #define RWKV_TS_BWD(NN)                                                                         \
     return launch_bwd<T, NN>(B, T_, H, r, k, v, w, u, s0, dy, dsT, dr, dk, dv, dw, du_part, ds0, \
-                             scratch, st)
+                             scratch, only, st)
     switch (N) {
         case 16:
             RWKV_TS_BWD(16);
@@ -541,18 +546,28 @@ extern "C" long long rwkv_ts_wkv6_backward_scratch(int B, int T, int H, int N) {
     return 2LL * B * T * H * N + (long long)B * H * N;
 }
 
+extern "C" int rwkv_ts_wkv6_backward_only(int dtype, int B, int T, int H, int N, const void* r,
+                                          const void* k, const void* v, const void* w,
+                                          const float* u, const float* s0, const void* dy,
+                                          const float* dsT, void* dr, void* dk, void* dv, void* dw,
+                                          float* du_part, float* ds0, float* scratch,
+                                          const int* only, void* stream) {
+    if (B < 1 || T < 1 || H < 1) return -4;
+    cudaStream_t st = static_cast<cudaStream_t>(stream);
+    if (dtype == 0)
+        return bwd_n<float>(N, B, T, H, r, k, v, w, u, s0, dy, dsT, dr, dk, dv, dw, du_part, ds0,
+                            scratch, only, st);
+    if (dtype == 1)
+        return bwd_n<__nv_bfloat16>(N, B, T, H, r, k, v, w, u, s0, dy, dsT, dr, dk, dv, dw,
+                                    du_part, ds0, scratch, only, st);
+    return -1;
+}
+
 extern "C" int rwkv_ts_wkv6_backward(int dtype, int B, int T, int H, int N, const void* r,
                                      const void* k, const void* v, const void* w, const float* u,
                                      const float* s0, const void* dy, const float* dsT, void* dr,
                                      void* dk, void* dv, void* dw, float* du_part, float* ds0,
                                      float* scratch, void* stream) {
-    if (B < 1 || T < 1 || H < 1) return -4;
-    cudaStream_t st = static_cast<cudaStream_t>(stream);
-    if (dtype == 0)
-        return bwd_n<float>(N, B, T, H, r, k, v, w, u, s0, dy, dsT, dr, dk, dv, dw, du_part, ds0,
-                            scratch, st);
-    if (dtype == 1)
-        return bwd_n<__nv_bfloat16>(N, B, T, H, r, k, v, w, u, s0, dy, dsT, dr, dk, dv, dw,
-                                    du_part, ds0, scratch, st);
-    return -1;
+    return rwkv_ts_wkv6_backward_only(dtype, B, T, H, N, r, k, v, w, u, s0, dy, dsT, dr, dk, dv,
+                                      dw, du_part, ds0, scratch, nullptr, stream);
 }

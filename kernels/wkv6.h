@@ -7,7 +7,8 @@
  * and j the value channel. Null s0 / dsT mean zeros. N must be 16, 32, 64 or 128; T >= 1.
  *
  * Every launcher returns 0 on success, a cudaError_t value after a failed launch, or a negative
- * number for arguments the kernels do not support (-1: dtype, -2: head size, -3: split factor).
+ * number for arguments the kernels do not support (-1: dtype, -2: head size, -3: split factor,
+ * -4: empty shape, -5: a GPU without bfloat16 tensor cores).
  */
 #ifndef RWKV_TS_WKV6_H
 #define RWKV_TS_WKV6_H
@@ -22,6 +23,13 @@ int rwkv_ts_wkv6_forward(int dtype, int B, int T, int H, int N, const void* r, c
                          const void* v, const void* w, const float* u, const float* s0, void* y,
                          float* sT, int split, void* stream);
 
+/* Forward on tensor cores, chunked over time (kernels/wkv6_chunk.cu): bfloat16 r, k, v, w and y
+ * only, float32 state; compute capability 8.0 or newer. Its products round their operands to
+ * bfloat16 (float32 accumulation), so it is exact to bfloat16 precision, not float32. */
+int rwkv_ts_wkv6_forward_chunked(int B, int T, int H, int N, const void* r, const void* k,
+                                 const void* v, const void* w, const float* u, const float* s0,
+                                 void* y, float* sT, void* stream);
+
 /* Float32 scratch elements that rwkv_ts_wkv6_backward needs: 2*B*T*H*N + B*H*N (the query and
  * key terms of dw, and the final-state term; see kernels/README.md). */
 long long rwkv_ts_wkv6_backward_scratch(int B, int T, int H, int N);
@@ -34,6 +42,26 @@ int rwkv_ts_wkv6_backward(int dtype, int B, int T, int H, int N, const void* r, 
                           const void* v, const void* w, const float* u, const float* s0,
                           const void* dy, const float* dsT, void* dr, void* dk, void* dv,
                           void* dw, float* du_part, float* ds0, float* scratch, void* stream);
+
+/* The backward above for the (b, h) with only[b * H + h] != 0 alone (only: B*H ints on the device;
+ * null = all); the chunked backward's fallback. */
+int rwkv_ts_wkv6_backward_only(int dtype, int B, int T, int H, int N, const void* r, const void* k,
+                               const void* v, const void* w, const float* u, const float* s0,
+                               const void* dy, const float* dsT, void* dr, void* dk, void* dv,
+                               void* dw, float* du_part, float* ds0, float* scratch,
+                               const int* only, void* stream);
+
+/* Chunked backward on tensor cores (kernels/wkv6_chunk.cu), bfloat16 inputs: the arguments of
+ * rwkv_ts_wkv6_backward plus states (bfloat16, rwkv_ts_wkv6_backward_chunked_states(B, T, H, N)
+ * elements) and flags (B*H ints, zeroed by the caller). A (b, h) whose chunks the tensor-core form
+ * cannot take exactly (a non-finite input or dy, or a decay over 15 steps below e^-60) is flagged
+ * and done again by the sequential backward, which uses scratch. */
+long long rwkv_ts_wkv6_backward_chunked_states(int B, int T, int H, int N);
+int rwkv_ts_wkv6_backward_chunked(int B, int T, int H, int N, const void* r, const void* k,
+                                  const void* v, const void* w, const float* u, const float* s0,
+                                  const void* dy, const float* dsT, void* dr, void* dk, void* dv,
+                                  void* dw, float* du_part, float* ds0, float* scratch,
+                                  void* states, int* flags, void* stream);
 
 #ifdef __cplusplus
 }

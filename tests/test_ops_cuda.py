@@ -19,6 +19,7 @@ import torch
 
 from rwkv_ts.ops import _build
 from rwkv_ts.ops import cuda as wkv_cuda_mod
+from rwkv_ts.ops.cuda import CHUNKED_MIN_T
 from rwkv_ts.ops.reference import wkv_reference
 from rwkv_ts.ops.timesplit import time_split_chunks
 
@@ -68,15 +69,22 @@ def poison() -> None:
     del junk
 
 
-def make(seed, B, T, H, N, dtype, with_state, device="cuda"):
+#: Ranges of w: "wide" mixes decays exp(-exp(w)) from ~2e-9 (w = 3) to ~1 - 1e-4 (w = -9) in one
+#: sequence, so almost every 16-step chunk of the chunked kernels takes their exact path
+#: (per-element in the forward, the sequential kernel in the backward); "init" is RWKV-6's initial
+#: range (w in [-6, -1], decays 0.69 to 0.998), their tensor-core path.
+DECAYS = {"wide": (-9.0, 3.0), "init": (-6.0, -1.0)}
+
+
+def make(seed, B, T, H, N, dtype, with_state, device="cuda", decay="wide"):
     g = torch.Generator(device="cpu").manual_seed(seed)
 
     def rnd(*shape):
         return torch.randn(*shape, generator=g)
 
     r, k, v = rnd(B, T, H, N), rnd(B, T, H, N), rnd(B, T, H, N)
-    # decays exp(-exp(w)) from ~2e-9 (w = 3) to ~1 - 1e-4 (w = -9), mixed in one sequence
-    w = -9.0 + 12.0 * torch.rand(B, T, H, N, generator=g)
+    lo, hi = DECAYS[decay]
+    w = lo + (hi - lo) * torch.rand(B, T, H, N, generator=g)
     u = rnd(H, N)
     s0 = rnd(B, H, N, N) if with_state else None
     xs = [x.to(device=device, dtype=dtype) for x in (r, k, v, w)]
@@ -85,9 +93,21 @@ def make(seed, B, T, H, N, dtype, with_state, device="cuda"):
     return (*xs, u, s0)
 
 
-def check_all(seed, shape, dtype, with_state, use_dy=True, use_ds=True):
+def check_all(
+    seed,
+    shape,
+    dtype,
+    with_state,
+    use_dy=True,
+    use_ds=True,
+    form=None,
+    decay="wide",
+    tweak=None,
+):
     B, T, H, N = shape
-    r, k, v, w, u, s0 = make(seed, B, T, H, N, dtype, with_state)
+    r, k, v, w, u, s0 = make(seed, B, T, H, N, dtype, with_state, decay=decay)
+    if tweak is not None:
+        r, k, v, w, u, s0 = tweak(r, k, v, w, u, s0)
     g = torch.Generator(device="cpu").manual_seed(seed + 1)
     gy = torch.randn(B, T, H, N, generator=g).to("cuda")
     gs = torch.randn(B, H, N, N, generator=g).to("cuda")
@@ -96,7 +116,7 @@ def check_all(seed, shape, dtype, with_state, use_dy=True, use_ds=True):
     leaves = [x.clone().requires_grad_(True) for x in (r, k, v, w, u)]
     st = None if s0 is None else s0.clone().requires_grad_(True)
     poison()
-    y, s_t = wkv_cuda_mod.wkv_cuda(*leaves, st)
+    y, s_t = wkv_cuda_mod.wkv_cuda(*leaves, st, form=form)
     assert y.dtype == dtype and s_t.dtype == torch.float32
     loss = 0.0
     if use_dy:
@@ -167,6 +187,94 @@ def test_time_split_matches_reference(shape, dtype):
 
 
 @gpu
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("decay", list(DECAYS))
+@pytest.mark.parametrize("with_state", [False, True], ids=["nostate", "state"])
+def test_chunked_matches_reference(shape, decay, with_state):
+    """The tensor-core kernels (bf16) on both of their paths vs float64: outputs and gradients."""
+    seed = zlib.crc32(repr(("chunked", shape, decay, with_state)).encode())
+    check_all(seed, shape, torch.bfloat16, with_state, form="chunked", decay=decay)
+
+
+@gpu
+def test_chunked_mixed_chunks():
+    """Steep chunks (exact paths) beside mild ones (tensor cores), in one head and not the others:
+    the backward hands that (b, h) alone to the sequential kernel; all gradients vs float64."""
+
+    def steep(r, k, v, w, u, s0):
+        w = w.clone()
+        w[0, 16:32, 0] = 2.5  # log decay -12 a step: past the fast path's bound
+        w[1, 70, 1] = 6.0  # one step that all but clears the state (decay e^-403)
+        return r, k, v, w, u, s0
+
+    check_all(21, (2, 100, 3, 64), torch.bfloat16, True, form="chunked", decay="init", tweak=steep)
+
+
+@gpu
+@pytest.mark.parametrize("form", ["sequential", "chunked"])
+@pytest.mark.parametrize("where", ["r", "k", "v", "w"])
+def test_nan_is_causal(form, where):
+    """A NaN at step 21 reaches y from there on and the final state, never the steps before."""
+    B, T, H, N, t_bad = 1, 40, 2, 32, 21
+    args = list(make(13, B, T, H, N, torch.bfloat16, True, decay="init"))
+    y_clean, _ = wkv_cuda_mod.wkv_cuda(*args, form=form)
+    i = "rkvw".index(where)
+    args[i] = args[i].clone()
+    args[i][0, t_bad, 1, 7] = float("nan")
+    y, s = wkv_cuda_mod.wkv_cuda(*args, form=form)
+    # the chunked kernel may take its other (exact) path for the chunk holding the NaN, so the
+    # steps before it in that chunk agree to bf16 precision; earlier chunks are bit-identical
+    assert torch.isfinite(y[:, :t_bad]).all()
+    assert rel_err(y[:, :t_bad], y_clean[:, :t_bad]) < TOL[torch.bfloat16]
+    assert torch.equal(y[:, :16], y_clean[:, :16])
+    # y_t does not read the decay of step t: a NaN in w shows from the next step on
+    assert torch.isnan(y[:, t_bad + (where == "w"), 1]).any()
+    if where != "r":  # r does not enter the state
+        assert torch.isnan(y[:, -1, 1]).any() and torch.isnan(s[:, 1]).any()
+    assert torch.isfinite(y[:, :, 0]).all() and torch.isfinite(s[:, 0]).all()
+
+
+@gpu
+def test_chunked_unaligned_views():
+    """Inputs that start 2 bytes into their storage (a sliced view) are taken and give the same."""
+    B, T, H, N = 2, 40, 2, 32
+    args = make(17, B, T, H, N, torch.bfloat16, True, decay="init")
+    shifted = []
+    for x in args[:4]:
+        buf = torch.empty(x.numel() + 8, dtype=x.dtype, device=x.device)
+        view = buf[1 : 1 + x.numel()].view(x.shape)
+        view.copy_(x)
+        assert view.is_contiguous() and view.data_ptr() % 16 == 2
+        shifted.append(view)
+    plain = [x.clone() for x in args[:4]]
+    y1, s1 = wkv_cuda_mod.wkv_cuda(*shifted, *args[4:], form="chunked")
+    y2, s2 = wkv_cuda_mod.wkv_cuda(*plain, *args[4:], form="chunked")
+    assert torch.equal(y1, y2) and torch.equal(s1, s2)
+
+
+@gpu
+def test_kernel_form_auto():
+    r = torch.zeros(1, CHUNKED_MIN_T, 1, 32, device="cuda")
+    assert wkv_cuda_mod.kernel_form(r) == "sequential"  # float32: always exact to float32
+    assert wkv_cuda_mod.kernel_form(r.bfloat16()) == "chunked"
+    assert wkv_cuda_mod.kernel_form(r[:, :1].bfloat16()) == "sequential"
+    assert wkv_cuda_mod.kernel_form(r.bfloat16(), "sequential") == "sequential"
+
+
+def test_kernel_form_errors(monkeypatch):
+    r = torch.zeros(1, 4, 1, 16)
+    with pytest.raises(ValueError, match="bfloat16"):
+        wkv_cuda_mod.kernel_form(r, "chunked")
+    with pytest.raises(ValueError, match="'fast'"):
+        wkv_cuda_mod.kernel_form(r, "fast")
+    monkeypatch.setenv(wkv_cuda_mod.FORM_ENV_VAR, "parallel")
+    with pytest.raises(ValueError, match="RWKV_TS_WKV_FORM"):
+        wkv_cuda_mod.kernel_form(r)
+    monkeypatch.setenv(wkv_cuda_mod.FORM_ENV_VAR, "sequential")
+    assert wkv_cuda_mod.kernel_form(r) == "sequential"
+
+
+@gpu
 @pytest.mark.parametrize("use_dy,use_ds", [(True, False), (False, True)])
 def test_partial_gradients(use_dy, use_ds):
     check_all(7, (2, 40, 3, 64), torch.float32, True, use_dy=use_dy, use_ds=use_ds)
@@ -225,7 +333,10 @@ def test_streaming_matches_full(dtype):
         ys.append(y_t)
     y_step = torch.cat(ys, 1)
     tol = TOL[dtype]
-    assert rel_err(y_step, y_full) < tol and rel_err(s, s_full) < 1e-5
+    # float32: both runs take the sequential kernel; bf16: the full run takes the tensor-core
+    # forward, whose products round their operands to bf16 (the steps stay float32 throughout)
+    s_tol = 1e-5 if dtype == torch.float32 else tol
+    assert rel_err(y_step, y_full) < tol and rel_err(s, s_full) < s_tol
 
 
 @gpu

@@ -22,9 +22,11 @@ from torch import Tensor
 from .timesplit import time_split_chunks, wkv_time_split
 
 __all__ = [
+    "CHUNKED_MIN_T",
     "HEAD_SIZES",
     "WkvCudaFunction",
     "extension",
+    "kernel_form",
     "is_available",
     "register",
     "supports",
@@ -35,6 +37,11 @@ __all__ = [
 HEAD_SIZES = (16, 32, 64, 128)
 #: Input dtypes of r, k, v, w the kernels take (state and accumulation are float32).
 DTYPES = (torch.float32, torch.bfloat16)
+#: ``RWKV_TS_WKV_FORM=auto|sequential|chunked`` picks the kernels' form (see :func:`kernel_form`).
+FORM_ENV_VAR = "RWKV_TS_WKV_FORM"
+#: bfloat16 inputs of at least this many steps take the tensor-core chunked kernels.
+CHUNKED_MIN_T = 16
+
 
 _ext: ModuleType | None = None
 _failed: str | None = None
@@ -95,8 +102,53 @@ def supports(
     return extension() is not None
 
 
+def kernel_form(r: Tensor, form: str | None = None) -> str:
+    """Which kernels :func:`wkv_cuda` runs for ``r``: ``"sequential"`` or ``"chunked"``.
+
+    The sequential kernels walk the recurrence one step at a time in float32 (exact to float32).
+    The chunked kernels (``kernels/wkv6_chunk.cu``, forward and backward) run the products of each
+    16-step chunk on bfloat16 tensor cores with float32 accumulation and state: they take
+    bfloat16 inputs only and are exact to bfloat16 precision, and the backward hands a sequence
+    whose chunks the factored form cannot take exactly (a decay below e^-60 within 15 steps, a
+    non-finite value) to the sequential backward. ``"auto"`` gives bfloat16 inputs of at least
+    :data:`CHUNKED_MIN_T` steps on a GPU of compute capability 8.0 or newer to the chunked
+    kernels, everything else to the sequential ones.
+
+    Parameters
+    ----------
+    r : Tensor
+        The receptance ``(B, T, H, N)`` of the call (CUDA).
+    form : {"auto", "sequential", "chunked"}, optional
+        Force a form; ``None`` reads ``RWKV_TS_WKV_FORM`` (default ``"auto"``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown choice, or ``"chunked"`` with inputs that are not bfloat16.
+    """
+    choice = form or os.environ.get(FORM_ENV_VAR, "auto") or "auto"
+    if choice not in ("auto", "sequential", "chunked"):
+        raise ValueError(
+            f"form must be 'auto', 'sequential' or 'chunked' ({FORM_ENV_VAR}); got {choice!r}"
+        )
+    if choice == "chunked" and r.dtype != torch.bfloat16:
+        raise ValueError(f"the chunked WKV kernels take bfloat16 inputs, not {r.dtype}")
+    if choice != "auto":
+        return choice
+    if (
+        r.dtype == torch.bfloat16
+        and r.shape[1] >= CHUNKED_MIN_T
+        and torch.cuda.get_device_capability(r.device)[0] >= 8
+    ):
+        return "chunked"
+    return "sequential"
+
+
 class WkvCudaFunction(torch.autograd.Function):
-    """Autograd Function: forward and backward through the CUDA kernels."""
+    """Autograd Function: forward and backward on the CUDA kernels.
+
+    The last argument picks their form, ``"sequential"`` or ``"chunked"`` (:func:`kernel_form`).
+    """
 
     @staticmethod
     def forward(
@@ -107,6 +159,7 @@ class WkvCudaFunction(torch.autograd.Function):
         w: Tensor,
         u: Tensor,
         state: Tensor | None,
+        kind: str = "sequential",
     ) -> tuple[Tensor, Tensor]:
         ext = extension()
         if ext is None:
@@ -114,8 +167,14 @@ class WkvCudaFunction(torch.autograd.Function):
         r, k, v, w = (x.contiguous() for x in (r, k, v, w))
         u32 = u.detach().to(dtype=torch.float32).contiguous()
         s0 = None if state is None else state.detach().contiguous()
-        y, s_t = ext.forward(r, k, v, w, u32, s0, 0)
+        if kind == "chunked":
+            # it reads 16-byte vectors: a view that starts inside an allocation is copied
+            r, k, v, w = (x if x.data_ptr() % 16 == 0 else x.clone() for x in (r, k, v, w))
+            y, s_t = ext.forward_chunked(r, k, v, w, u32, s0)
+        else:
+            y, s_t = ext.forward(r, k, v, w, u32, s0, 0)
         ctx.save_for_backward(r, k, v, w, u32, s0)
+        ctx.kind = kind
         ctx.u_dtype = u.dtype
         ctx.has_state = state is not None
         return y, s_t
@@ -128,8 +187,12 @@ class WkvCudaFunction(torch.autograd.Function):
         r, k, v, w, u32, s0 = ctx.saved_tensors
         dy = torch.zeros_like(r) if dy is None else dy.to(r.dtype).contiguous()
         ds_t = None if ds_t is None else ds_t.to(torch.float32).contiguous()
-        dr, dk, dv, dw, du, ds0 = ext.backward(r, k, v, w, u32, s0, dy, ds_t)
-        return dr, dk, dv, dw, du.to(ctx.u_dtype), (ds0 if ctx.has_state else None)
+        if ctx.kind == "chunked":
+            dy = dy if dy.data_ptr() % 16 == 0 else dy.clone()
+            dr, dk, dv, dw, du, ds0 = ext.backward_chunked(r, k, v, w, u32, s0, dy, ds_t)
+        else:
+            dr, dk, dv, dw, du, ds0 = ext.backward(r, k, v, w, u32, s0, dy, ds_t)
+        return dr, dk, dv, dw, du.to(ctx.u_dtype), (ds0 if ctx.has_state else None), None
 
 
 def wkv_cuda(
@@ -141,6 +204,7 @@ def wkv_cuda(
     state: Tensor | None = None,
     *,
     time_chunks: int | None = None,
+    form: str | None = None,
 ) -> tuple[Tensor, Tensor]:
     """WKV operator on the CUDA kernels; same contract as :func:`rwkv_ts.ops.wkv`.
 
@@ -159,6 +223,8 @@ def wkv_cuda(
     time_chunks : int, optional
         Cut the sequence into this many chunks (1: never); ``None`` lets
         :func:`rwkv_ts.ops.timesplit.time_split_chunks` decide from the shape.
+    form : {"auto", "sequential", "chunked"}, optional
+        The kernels' form (:func:`kernel_form`); ``None`` reads ``RWKV_TS_WKV_FORM``.
 
     Returns
     -------
@@ -170,10 +236,13 @@ def wkv_cuda(
     if time_chunks is None:
         time_chunks = time_split_chunks(*r.shape)
     if time_chunks > 1:
-        return wkv_time_split(
-            r, k, v, w, u, state, n_chunks=time_chunks, inner=WkvCudaFunction.apply
-        )
-    return WkvCudaFunction.apply(r, k, v, w, u, state)
+        kind = kernel_form(r[:, : r.shape[1] // time_chunks], form)
+
+        def inner(*args: Tensor | None) -> tuple[Tensor, Tensor]:
+            return WkvCudaFunction.apply(*args, kind)
+
+        return wkv_time_split(r, k, v, w, u, state, n_chunks=time_chunks, inner=inner)
+    return WkvCudaFunction.apply(r, k, v, w, u, state, kernel_form(r, form))
 
 
 def register() -> None:
