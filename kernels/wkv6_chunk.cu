@@ -65,6 +65,15 @@ union Pack8 {  // eight bfloat16 values, one 16-byte load or store
     bf16 h[8];
 };
 
+// Eight consecutive floats of shared memory as two 16-byte loads (a thread's 8 channels of a row:
+// scalar loads would meet the other rows of the warp on the same banks).
+__device__ __forceinline__ void load8(const float* p, float* out) {
+    const float4 a = *reinterpret_cast<const float4*>(p);
+    const float4 b = *reinterpret_cast<const float4*>(p + 4);
+    out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+    out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
+}
+
 // One block of 2N threads (N/16 warps) per (b, h). Thread t owns 8 consecutive channels
 // [n0, n0+8) of one step row of the chunk (2N threads x 8 = C x N), loaded as one 16-byte vector
 // per input while the previous chunk is computed, and NN/(2N) elements of the float32 state in
@@ -186,11 +195,15 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
         // 3. the factored operands of this thread's row
         {
             Pack8 pq, pkd, pkt;
+            float g_t[8], g_prev[8], g_last[8];
+            load8(G + row * N + n0, g_t);
+            load8(G + (row > 0 ? row - 1 : 0) * N + n0, g_prev);
+            load8(G + (C - 1) * N + n0, g_last);
 #pragma unroll
             for (int c = 0; c < 8; ++c) {
-                const float gt = G[row * N + n0 + c];
-                const float gprev = row > 0 ? G[(row - 1) * N + n0 + c] : 0.f;
-                const float glast = G[(C - 1) * N + n0 + c];
+                const float gt = g_t[c];
+                const float gprev = row > 0 ? g_prev[c] : 0.f;
+                const float glast = g_last[c];
                 const float rv = __bfloat162float(cr.h[c]), kv = __bfloat162float(ck.h[c]);
                 pq.h[c] = __float2bfloat16(rv * __expf(gprev));
                 pkd.h[c] = __float2bfloat16(kv * __expf(glast - gt));
@@ -216,11 +229,11 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
             }
             wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fk;
             wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc;
+            wmma::load_matrix_sync(fb, Vb + warp * 16, PB);
 #pragma unroll
             for (int ti = 0; ti < NTILE; ++ti) {
                 wmma::fill_fragment(sacc, 0.f);
                 wmma::load_matrix_sync(fk, Kd + ti * 16, PB);
-                wmma::load_matrix_sync(fb, Vb + warp * 16, PB);
                 wmma::mma_sync(sacc, fk, fb, sacc);
                 wmma::store_matrix_sync(dS + ti * 16 * PF + warp * 16, sacc, PF,
                                         wmma::mem_row_major);
@@ -283,9 +296,11 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
         // 7. this thread's row of y, plus the bonus term (and, on the exact path, A V) in float32
         if (live) {
             Pack8 py;
+            float yv[8];
+            load8(Y32 + row * PF + n0, yv);
 #pragma unroll
             for (int c = 0; c < 8; ++c) {
-                float acc = Y32[row * PF + n0 + c];
+                float acc = yv[c];
                 if (slow) {
 #pragma unroll 1
                     for (int s = 0; s < row; ++s)
@@ -502,9 +517,12 @@ __global__ void __launch_bounds__(2 * N, 1)
         }
         {
             Pack8 pkd;
+            float g_t[8], g_last[8];
+            load8(G + row * N + n0, g_t);
+            load8(G + (C - 1) * N + n0, g_last);
 #pragma unroll
             for (int c2 = 0; c2 < 8; ++c2) {
-                const float gt = G[row * N + n0 + c2], glast = G[(C - 1) * N + n0 + c2];
+                const float gt = g_t[c2], glast = g_last[c2];
                 pkd.h[c2] = __float2bfloat16(__bfloat162float(pk.h[c2]) * __expf(glast - gt));
             }
             *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
@@ -607,11 +625,15 @@ __global__ void __launch_bounds__(2 * N, 1)
         float qf[8], ktf[8], kdf[8], eprev[8], ecur[8], elast[8];
         {
             Pack8 pq, pkt, pkd;
+            float g_t[8], g_prev[8], g_last[8];
+            load8(G + row * N + n0, g_t);
+            load8(G + (row > 0 ? row - 1 : 0) * N + n0, g_prev);
+            load8(G + (C - 1) * N + n0, g_last);
 #pragma unroll
             for (int c2 = 0; c2 < 8; ++c2) {
-                const float gt = G[row * N + n0 + c2];
-                const float gprev = row > 0 ? G[(row - 1) * N + n0 + c2] : 0.f;
-                const float glast = G[(C - 1) * N + n0 + c2];
+                const float gt = g_t[c2];
+                const float gprev = row > 0 ? g_prev[c2] : 0.f;
+                const float glast = g_last[c2];
                 const float rv = __bfloat162float(pr.h[c2]), kv = __bfloat162float(pk.h[c2]);
                 eprev[c2] = __expf(gprev);
                 ecur[c2] = row < C - 1 ? __expf(-gt) : 0.f;
@@ -721,20 +743,26 @@ __global__ void __launch_bounds__(2 * N, 1)
         // this row's dr, dk, dv and its terms of dL/dg
         {
             Pack8 o_r, o_k, o_v;
+            float dq8[8], dkt8[8], dkd8[8], dv8[8];
+            load8(DQ + row * PF + n0, dq8);
+            load8(DKT + row * PF + n0, dkt8);
+            load8(DKD + row * PF + n0, dkd8);
+            load8(DV + row * PF + n0, dv8);
 #pragma unroll
             for (int c2 = 0; c2 < 8; ++c2) {
-                const int n = n0 + c2;
                 const float rv = __bfloat162float(pr.h[c2]), kv = __bfloat162float(pk.h[c2]);
                 const float dyv = __bfloat162float(pdy.h[c2]);
-                const float dqv = DQ[row * PF + n], dktv = DKT[row * PF + n];
-                const float dkdv = DKD[row * PF + n], dvv = DV[row * PF + n];
+                const float dqv = dq8[c2], dktv = dkt8[c2], dkdv = dkd8[c2], dvv = dv8[c2];
                 o_r.h[c2] = __float2bfloat16(fmaf(dqv, eprev[c2], bsc * uu[c2] * kv));
                 o_k.h[c2] = __float2bfloat16(
                     fmaf(dktv, ecur[c2], fmaf(dkdv, elast[c2], bsc * uu[c2] * rv)));
                 o_v.h[c2] = __float2bfloat16(fmaf(a, dyv, dvv));
                 du_acc[c2] = fmaf(bsc, rv * kv, du_acc[c2]);
-                KDK[row * N + n] = dkdv * kdf[c2];
+                kdf[c2] *= dkdv;  // dKd Kd
             }
+            *reinterpret_cast<float4*>(KDK + row * N + n0) = make_float4(kdf[0], kdf[1], kdf[2], kdf[3]);
+            *reinterpret_cast<float4*>(KDK + row * N + n0 + 4) =
+                make_float4(kdf[4], kdf[5], kdf[6], kdf[7]);
             if (live) {
                 const size_t idx = base + (size_t)(t0 + row) * rs;
                 *reinterpret_cast<uint4*>(dr + idx) = o_r.raw;
@@ -794,8 +822,10 @@ __global__ void __launch_bounds__(2 * N, 1)
         __syncthreads();
         if (live) {
             Pack8 o_w;
+            float dw8[8];
+            load8(LD + row * N + n0, dw8);
 #pragma unroll
-            for (int c2 = 0; c2 < 8; ++c2) o_w.h[c2] = __float2bfloat16(LD[row * N + n0 + c2]);
+            for (int c2 = 0; c2 < 8; ++c2) o_w.h[c2] = __float2bfloat16(dw8[c2]);
             *reinterpret_cast<uint4*>(dw + base + (size_t)(t0 + row) * rs) = o_w.raw;
         }
     }

@@ -19,7 +19,7 @@ import torch
 
 from rwkv_ts.ops import _build
 from rwkv_ts.ops import cuda as wkv_cuda_mod
-from rwkv_ts.ops.cuda import CHUNKED_MIN_T
+from rwkv_ts.ops.cuda import CHUNKED_MIN_SEQUENCES_SMALL_HEADS, CHUNKED_MIN_T
 from rwkv_ts.ops.reference import wkv_reference
 from rwkv_ts.ops.timesplit import time_split_chunks
 
@@ -254,11 +254,15 @@ def test_chunked_unaligned_views():
 
 @gpu
 def test_kernel_form_auto():
-    r = torch.zeros(1, CHUNKED_MIN_T, 1, 32, device="cuda")
+    r = torch.zeros(1, CHUNKED_MIN_T, 1, 64, device="cuda")
     assert wkv_cuda_mod.kernel_form(r) == "sequential"  # float32: always exact to float32
     assert wkv_cuda_mod.kernel_form(r.bfloat16()) == "chunked"
     assert wkv_cuda_mod.kernel_form(r[:, :1].bfloat16()) == "sequential"
     assert wkv_cuda_mod.kernel_form(r.bfloat16(), "sequential") == "sequential"
+    few_small = torch.zeros(4, CHUNKED_MIN_T, 2, 32, device="cuda", dtype=torch.bfloat16)
+    assert wkv_cuda_mod.kernel_form(few_small) == "sequential"
+    many = CHUNKED_MIN_SEQUENCES_SMALL_HEADS
+    assert wkv_cuda_mod.kernel_form(few_small.new_zeros(many, CHUNKED_MIN_T, 1, 32)) == "chunked"
 
 
 def test_kernel_form_errors(monkeypatch):

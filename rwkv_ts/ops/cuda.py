@@ -39,8 +39,14 @@ HEAD_SIZES = (16, 32, 64, 128)
 DTYPES = (torch.float32, torch.bfloat16)
 #: ``RWKV_TS_WKV_FORM=auto|sequential|chunked`` picks the kernels' form (see :func:`kernel_form`).
 FORM_ENV_VAR = "RWKV_TS_WKV_FORM"
-#: bfloat16 inputs of at least this many steps take the tensor-core chunked kernels.
+#: bfloat16 inputs of at least this many steps take the tensor-core chunked kernels,
 CHUNKED_MIN_T = 16
+#: at head size 64 and up, or with at least this many (batch, head) sequences at smaller head
+#: sizes. Measured on an H100 (benchmarks/results/wkv_kernel_chunked.md, forward+backward,
+#: chunked / sequential): 1.16-1.47x faster on every shape but (B*H, T, N) = (512, 96, 32), where
+#: the sequential kernels' N^2 work per step is small and 512 blocks leave the chunked backward
+#: (two blocks per SM) latency-bound: 0.68x.
+CHUNKED_MIN_SEQUENCES_SMALL_HEADS = 2048
 
 
 _ext: ModuleType | None = None
@@ -111,8 +117,9 @@ def kernel_form(r: Tensor, form: str | None = None) -> str:
     bfloat16 inputs only and are exact to bfloat16 precision, and the backward hands a sequence
     whose chunks the factored form cannot take exactly (a decay below e^-60 within 15 steps, a
     non-finite value) to the sequential backward. ``"auto"`` gives bfloat16 inputs of at least
-    :data:`CHUNKED_MIN_T` steps on a GPU of compute capability 8.0 or newer to the chunked
-    kernels, everything else to the sequential ones.
+    :data:`CHUNKED_MIN_T` steps, head size 64 or more (or at least
+    :data:`CHUNKED_MIN_SEQUENCES_SMALL_HEADS` sequences), on a GPU of compute capability 8.0 or
+    newer to the chunked kernels, everything else to the sequential ones.
 
     Parameters
     ----------
@@ -135,9 +142,11 @@ def kernel_form(r: Tensor, form: str | None = None) -> str:
         raise ValueError(f"the chunked WKV kernels take bfloat16 inputs, not {r.dtype}")
     if choice != "auto":
         return choice
+    B, T, H, N = r.shape
     if (
         r.dtype == torch.bfloat16
-        and r.shape[1] >= CHUNKED_MIN_T
+        and T >= CHUNKED_MIN_T
+        and (N >= 64 or B * H >= CHUNKED_MIN_SEQUENCES_SMALL_HEADS)
         and torch.cuda.get_device_capability(r.device)[0] >= 8
     ):
         return "chunked"
