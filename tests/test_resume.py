@@ -49,8 +49,8 @@ FC = dict(
     patience=2,
     dropout=0.3,
     verbose=False,
-    # a seed whose run stops early (before max_epochs) and restores weights older than its last
-    # epoch: the scenario the resume tests need
+    # the first seed tried for a run that stops early (before max_epochs) and restores weights
+    # older than its last epoch, the scenario the resume tests need (see forecaster_reference)
     random_state=3,
     accelerator="cpu",
 )
@@ -125,10 +125,20 @@ def _assert_same_fit(resumed, reference) -> None:
 
 @pytest.fixture(scope="module")
 def forecaster_reference():
-    est = RWKVForecaster(**FC).fit(_series())
-    # the scenario exercises early stopping and the best-weights restore
-    assert est.n_epochs_ < FC["max_epochs"] and est.best_epoch_ < est.n_epochs_ - 1
-    return est
+    """The uninterrupted fit of the scenario: early stopping, then the best (older) weights back.
+
+    Which seed gives that depends on the float rounding of the installed numpy and torch (seed 3
+    did until numpy 2.4 / pandas 3 turned its run into one that trains all 8 epochs), so the
+    fixture takes the first seed from ``FC``'s that does and stores it in ``FC`` for the resumed
+    fits of the tests that use this fixture.
+    """
+    first = FC["random_state"]
+    for seed in range(first, first + 20):
+        est = RWKVForecaster(**{**FC, "random_state": seed}).fit(_series())
+        if est.n_epochs_ < FC["max_epochs"] and est.best_epoch_ < est.n_epochs_ - 1:
+            FC["random_state"] = seed
+            return est
+    pytest.fail(f"no seed in {first}..{first + 19} stops early and restores older weights")
 
 
 @pytest.mark.parametrize("crash_epoch", [0, 2, None], ids=["epoch0", "mid-epoch2", "at-end"])

@@ -45,8 +45,8 @@ class BuildLockTimeout(TimeoutError):
 def kernel_dir() -> Path:
     """The directory of the CUDA sources.
 
-    ``kernels/`` beside the package in a source checkout, else ``rwkv_ts/kernels`` inside an
-    installed wheel (shipped there as package data).
+    ``kernels/`` beside the package in a source checkout (and an editable install), else
+    ``rwkv_ts/kernels`` inside an installed wheel (copied there by ``setup.py``'s build hook).
     """
     here = Path(__file__).resolve()
     for cand in (here.parents[2] / "kernels", here.parents[1] / "kernels"):
