@@ -349,14 +349,16 @@ int launch_fwd_chunk(int B, int T_, int H, const void* r, const void* k, const v
 template <int N>
 struct BwdLayout {
     static constexpr int PF = N + 4, PB = N + 8, PA = C + 4, PAB = C + 8;
-    static constexpr size_t big = align128(sizeof(float) * N * PF);   // float [N][PF]
+    // the first region holds Kd^T V (pass 1) or Q^T dY (pass 2) until the state (gradient) update,
+    // then the four float32 row blocks dQ, dV, dKt, dKd of the chunk
+    static constexpr int RROWS = N > 4 * C ? N : 4 * C;
+    static constexpr size_t big = align128(sizeof(float) * RROWS * PF);
     static constexpr size_t half = align128(sizeof(bf16) * N * PB);   // bf16 [N][PB]
     static constexpr size_t row = align128(sizeof(bf16) * C * PB);    // bf16 [C][PB]
-    static constexpr size_t rowf = align128(sizeof(float) * C * PF);  // float [C][PF]
     static constexpr size_t cn = align128(sizeof(float) * C * N);     // float [C][N]
     static constexpr size_t cc = align128(sizeof(float) * C * PA);    // float [C][PA]
     static constexpr size_t ccb = align128(sizeof(bf16) * C * PAB);   // bf16 [C][PAB]
-    static constexpr size_t dsinc = 0;                 // Q^T dY (pass 2), Kd^T V (pass 1)
+    static constexpr size_t dsinc = 0;
     static constexpr size_t sb = dsinc + big;          // S_in, bfloat16
     static constexpr size_t dsb = sb + half;           // dS, bfloat16
     static constexpr size_t g = dsb + half;            // cumulative log decay
@@ -365,24 +367,25 @@ struct BwdLayout {
     static constexpr size_t ktf = qf + cn;             // Kt in float32
     static constexpr size_t dqi = ktf + cn;            // dY S_in^T (dQ from the start state)
     static constexpr size_t kdk = dqi + cn;            // dKd Kd
-    static constexpr size_t rb = kdk + cn;             // bfloat16 rows: r, k, v, dy, Q, Kt, Kd
-    static constexpr size_t kb = rb + row;
-    static constexpr size_t vb = kb + row;
+    static constexpr size_t vb = kdk + cn;             // bfloat16 rows: v, dy, Q, Kt, Kd
     static constexpr size_t dyb = vb + row;
     static constexpr size_t q = dyb + row;
     static constexpr size_t kt = q + row;
     static constexpr size_t kd = kt + row;
-    static constexpr size_t dq32 = kd + row;           // float rows: dQ, dKt, dKd, dV
-    static constexpr size_t dkt32 = dq32 + rowf;
-    static constexpr size_t dkd32 = dkt32 + rowf;
-    static constexpr size_t dv32 = dkd32 + rowf;
-    static constexpr size_t a32 = dv32 + rowf;
+    static constexpr size_t a32 = kd + row;
     static constexpr size_t da32 = a32 + cc;
     static constexpr size_t ab = da32 + cc;
     static constexpr size_t dab = ab + ccb;
     static constexpr size_t dec = dab + ccb;           // float [N]
     static constexpr size_t xs = dec + align128(sizeof(float) * N);  // float [N]
     static constexpr size_t bytes = xs + align128(sizeof(float) * N);
+};
+
+// Blocks per SM the backward's registers are set for: at N = 64 its ~71 KB of shared memory let
+// three blocks share an SM, and the kernel is latency-bound, so it pays to fit them.
+template <int N>
+struct BwdMinBlocks {
+    static constexpr int value = N == 64 ? 3 : 1;
 };
 
 __device__ __forceinline__ bool finite8(const Pack8& p) {
@@ -393,7 +396,7 @@ __device__ __forceinline__ bool finite8(const Pack8& p) {
 }
 
 template <int N>
-__global__ void __launch_bounds__(2 * N, 1)
+__global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
     wkv6_bwd_chunk_kernel(int T_, int H, const bf16* __restrict__ r, const bf16* __restrict__ k,
                           const bf16* __restrict__ v, const bf16* __restrict__ w,
                           const float* __restrict__ u, const float* __restrict__ s0,
@@ -422,17 +425,15 @@ __global__ void __launch_bounds__(2 * N, 1)
     float* KTF = reinterpret_cast<float*>(smem + L::ktf);
     float* DQI = reinterpret_cast<float*>(smem + L::dqi);
     float* KDK = reinterpret_cast<float*>(smem + L::kdk);
-    bf16* Rb = reinterpret_cast<bf16*>(smem + L::rb);
-    bf16* Kb = reinterpret_cast<bf16*>(smem + L::kb);
     bf16* Vb = reinterpret_cast<bf16*>(smem + L::vb);
     bf16* DYb = reinterpret_cast<bf16*>(smem + L::dyb);
     bf16* Q = reinterpret_cast<bf16*>(smem + L::q);
     bf16* Kt = reinterpret_cast<bf16*>(smem + L::kt);
     bf16* Kd = reinterpret_cast<bf16*>(smem + L::kd);
-    float* DQ = reinterpret_cast<float*>(smem + L::dq32);
-    float* DKT = reinterpret_cast<float*>(smem + L::dkt32);
-    float* DKD = reinterpret_cast<float*>(smem + L::dkd32);
-    float* DV = reinterpret_cast<float*>(smem + L::dv32);
+    float* DQ = dSinc;  // after the state gradient's update
+    float* DV = dSinc + C * PF;
+    float* DKT = dSinc + 2 * C * PF;
+    float* DKD = dSinc + 3 * C * PF;
     float* A32 = reinterpret_cast<float*>(smem + L::a32);
     float* dA32 = reinterpret_cast<float*>(smem + L::da32);
     bf16* Ab = reinterpret_cast<bf16*>(smem + L::ab);
@@ -587,8 +588,6 @@ __global__ void __launch_bounds__(2 * N, 1)
         }
         bool bad = !finite8(pr) || !finite8(pdy);
         __syncthreads();  // the previous chunk is consumed
-        *reinterpret_cast<uint4*>(Rb + row * PB + n0) = pr.raw;
-        *reinterpret_cast<uint4*>(Kb + row * PB + n0) = pk.raw;
         *reinterpret_cast<uint4*>(Vb + row * PB + n0) = pv.raw;
         *reinterpret_cast<uint4*>(DYb + row * PB + n0) = pdy.raw;
         *reinterpret_cast<float4*>(G + row * N + n0) = make_float4(gl[0], gl[1], gl[2], gl[3]);
@@ -622,8 +621,9 @@ __global__ void __launch_bounds__(2 * N, 1)
         }
         // factored operands of this row (Kt's last row is never used: zeros keep the masked
         // products free of 0 * inf)
-        float qf[8], ktf[8], kdf[8], eprev[8], ecur[8], elast[8];
+        float eprev[8], ecur[8], elast[8];
         {
+            float qf[8], ktf[8];
             Pack8 pq, pkt, pkd;
             float g_t[8], g_prev[8], g_last[8];
             load8(G + row * N + n0, g_t);
@@ -640,10 +640,9 @@ __global__ void __launch_bounds__(2 * N, 1)
                 elast[c2] = __expf(glast - gt);
                 qf[c2] = rv * eprev[c2];
                 ktf[c2] = kv * ecur[c2];
-                kdf[c2] = kv * elast[c2];
                 pq.h[c2] = __float2bfloat16(qf[c2]);
                 pkt.h[c2] = __float2bfloat16(ktf[c2]);
-                pkd.h[c2] = __float2bfloat16(kdf[c2]);
+                pkd.h[c2] = __float2bfloat16(kv * elast[c2]);
             }
             *reinterpret_cast<uint4*>(Q + row * PB + n0) = pq.raw;
             *reinterpret_cast<uint4*>(Kt + row * PB + n0) = pkt.raw;
@@ -656,7 +655,7 @@ __global__ void __launch_bounds__(2 * N, 1)
                 make_float4(ktf[4], ktf[5], ktf[6], ktf[7]);
         }
         __syncthreads();
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> dqacc, dvacc;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> dqacc, dvacc, dkdacc;
         {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
             wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fac;
@@ -695,14 +694,14 @@ __global__ void __launch_bounds__(2 * N, 1)
                                         wmma::mem_row_major);
             }
             // dKd = V dS^T, dQ = dY S_in^T (first part), dV = Kd dS (first part)
-            wmma::fill_fragment(acc, 0.f);
+            wmma::fill_fragment(dkdacc, 0.f);
             wmma::fill_fragment(dqacc, 0.f);
             wmma::fill_fragment(dvacc, 0.f);
 #pragma unroll
             for (int kk = 0; kk < NTILE; ++kk) {
                 wmma::load_matrix_sync(fa, Vb + kk * 16, PB);
                 wmma::load_matrix_sync(fbc, dSb + warp * 16 * PB + kk * 16, PB);
-                wmma::mma_sync(acc, fa, fbc, acc);
+                wmma::mma_sync(dkdacc, fa, fbc, dkdacc);
                 wmma::load_matrix_sync(fa, DYb + kk * 16, PB);
                 wmma::load_matrix_sync(fbc, Sb + warp * 16 * PB + kk * 16, PB);
                 wmma::mma_sync(dqacc, fa, fbc, dqacc);
@@ -710,7 +709,6 @@ __global__ void __launch_bounds__(2 * N, 1)
                 wmma::load_matrix_sync(fb, dSb + kk * 16 * PB + warp * 16, PB);
                 wmma::mma_sync(dvacc, fa, fb, dvacc);
             }
-            wmma::store_matrix_sync(DKD + warp * 16, acc, PF, wmma::mem_row_major);
             wmma::store_matrix_sync(DQI + warp * 16, dqacc, N, wmma::mem_row_major);
         }
         __syncthreads();
@@ -718,6 +716,12 @@ __global__ void __launch_bounds__(2 * N, 1)
             const int t = p / C, s = p % C;
             Ab[t * PAB + s] = __float2bfloat16(s < t ? A32[t * PA + s] : 0.f);
             dAb[t * PAB + s] = __float2bfloat16(s < t ? dA32[t * PA + s] : 0.f);
+        }
+        // dS for the previous chunk: diag(e^{g_{C-1}}) dS + Q^T dY (dS is read no more here)
+#pragma unroll
+        for (int m = 0; m < SE; ++m) {
+            dS[m] = fmaf(Dec[si + 2 * m], dS[m], dSinc[(si + 2 * m) * PF + sj]);
+            dSb[(si + 2 * m) * PB + sj] = __float2bfloat16(dS[m]);
         }
         __syncthreads();
         {
@@ -738,12 +742,13 @@ __global__ void __launch_bounds__(2 * N, 1)
             wmma::load_matrix_sync(fb, Q + warp * 16, PB);
             wmma::mma_sync(acc, fac, fb, acc);
             wmma::store_matrix_sync(DKT + warp * 16, acc, PF, wmma::mem_row_major);
+            wmma::store_matrix_sync(DKD + warp * 16, dkdacc, PF, wmma::mem_row_major);
         }
         __syncthreads();
         // this row's dr, dk, dv and its terms of dL/dg
         {
             Pack8 o_r, o_k, o_v;
-            float dq8[8], dkt8[8], dkd8[8], dv8[8];
+            float dq8[8], dkt8[8], dkd8[8], dv8[8], kdk8[8];
             load8(DQ + row * PF + n0, dq8);
             load8(DKT + row * PF + n0, dkt8);
             load8(DKD + row * PF + n0, dkd8);
@@ -758,11 +763,12 @@ __global__ void __launch_bounds__(2 * N, 1)
                     fmaf(dktv, ecur[c2], fmaf(dkdv, elast[c2], bsc * uu[c2] * rv)));
                 o_v.h[c2] = __float2bfloat16(fmaf(a, dyv, dvv));
                 du_acc[c2] = fmaf(bsc, rv * kv, du_acc[c2]);
-                kdf[c2] *= dkdv;  // dKd Kd
+                kdk8[c2] = dkdv * kv * elast[c2];  // dKd Kd
             }
-            *reinterpret_cast<float4*>(KDK + row * N + n0) = make_float4(kdf[0], kdf[1], kdf[2], kdf[3]);
+            *reinterpret_cast<float4*>(KDK + row * N + n0) =
+                make_float4(kdk8[0], kdk8[1], kdk8[2], kdk8[3]);
             *reinterpret_cast<float4*>(KDK + row * N + n0 + 4) =
-                make_float4(kdf[4], kdf[5], kdf[6], kdf[7]);
+                make_float4(kdk8[4], kdk8[5], kdk8[6], kdk8[7]);
             if (live) {
                 const size_t idx = base + (size_t)(t0 + row) * rs;
                 *reinterpret_cast<uint4*>(dr + idx) = o_r.raw;
@@ -812,12 +818,6 @@ __global__ void __launch_bounds__(2 * N, 1)
                 // e^-80 there, and so is the true gradient)
                 LD[m * N + tid] = ld > -MAX_STEP_LOG_DECAY ? dl[m] * ld : 0.f;
             }
-        }
-        // dS for the previous chunk: diag(e^{g_{C-1}}) dS + Q^T dY
-#pragma unroll
-        for (int m = 0; m < SE; ++m) {
-            dS[m] = fmaf(Dec[si + 2 * m], dS[m], dSinc[(si + 2 * m) * PF + sj]);
-            dSb[(si + 2 * m) * PB + sj] = __float2bfloat16(dS[m]);
         }
         __syncthreads();
         if (live) {
