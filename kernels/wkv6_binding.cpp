@@ -37,140 +37,129 @@ void check_rc(int rc, const char* what) {
                 " (code ", rc, ")");
 }
 
-std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& r, const at::Tensor& k,
-                                           const at::Tensor& v, const at::Tensor& w,
-                                           const at::Tensor& u,
-                                           const std::optional<at::Tensor>& s0, int64_t split) {
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+struct Shape {
+    int64_t B, T, H, N;
+};
+
+// The checks every entry point shares: r, k, v, w (and dy) contiguous CUDA tensors of one dtype and
+// shape (B, T, H, N); u, the state and its gradient float32 of their shapes. The chunked kernels
+// also want bfloat16 inputs starting on 16-byte boundaries (they read 16-byte vectors).
+Shape check_inputs(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                   const at::Tensor& w, const at::Tensor& u, const std::optional<at::Tensor>& s0,
+                   const at::Tensor* dy, const std::optional<at::Tensor>* dsT, bool chunked) {
     TORCH_CHECK(r.dim() == 4, "rwkv_ts wkv6: r must be (B, T, H, N)");
     check_io(r, r, "r");
     check_io(k, r, "k");
     check_io(v, r, "v");
     check_io(w, r, "w");
-    const int64_t B = r.size(0), T = r.size(1), H = r.size(2), N = r.size(3);
-    check_f32(u, {H, N}, "u");
-    if (s0.has_value()) check_f32(*s0, {B, H, N, N}, "state");
+    if (dy != nullptr) check_io(*dy, r, "dy");
+    const Shape sh{r.size(0), r.size(1), r.size(2), r.size(3)};
+    check_f32(u, {sh.H, sh.N}, "u");
+    if (s0.has_value()) check_f32(*s0, {sh.B, sh.H, sh.N, sh.N}, "state");
+    if (dsT != nullptr && dsT->has_value()) check_f32(**dsT, {sh.B, sh.H, sh.N, sh.N}, "d_state");
+    if (chunked) {
+        TORCH_CHECK(r.scalar_type() == at::kBFloat16,
+                    "rwkv_ts wkv6: the chunked kernels take bfloat16 inputs, not ", r.scalar_type());
+        for (const at::Tensor* x : {&r, &k, &v, &w, dy})
+            TORCH_CHECK(x == nullptr || reinterpret_cast<uintptr_t>(x->data_ptr()) % 16 == 0,
+                        "rwkv_ts wkv6: the chunked kernels read 16-byte vectors: r, k, v, w and dy "
+                        "must start on a 16-byte boundary");
+    }
+    return sh;
+}
+
+std::tuple<at::Tensor, at::Tensor> run_forward(const at::Tensor& r, const at::Tensor& k,
+                                               const at::Tensor& v, const at::Tensor& w,
+                                               const at::Tensor& u,
+                                               const std::optional<at::Tensor>& s0, bool chunked,
+                                               int64_t split) {
+    const Shape sh = check_inputs(r, k, v, w, u, s0, nullptr, nullptr, chunked);
     const c10::cuda::CUDAGuard guard(r.device());
     auto y = at::empty_like(r);
-    auto sT = at::empty({B, H, N, N}, r.options().dtype(at::kFloat));
-    const int rc = rwkv_ts_wkv6_forward(
-        dtype_code(r), static_cast<int>(B), static_cast<int>(T), static_cast<int>(H),
-        static_cast<int>(N), r.data_ptr(), k.data_ptr(), v.data_ptr(), w.data_ptr(),
-        u.data_ptr<float>(), s0.has_value() ? s0->data_ptr<float>() : nullptr, y.data_ptr(),
-        sT.data_ptr<float>(), static_cast<int>(split), at::cuda::getCurrentCUDAStream().stream());
-    check_rc(rc, "forward");
+    auto sT = at::empty({sh.B, sh.H, sh.N, sh.N}, r.options().dtype(at::kFloat));
+    const int b = static_cast<int>(sh.B), t = static_cast<int>(sh.T), h = static_cast<int>(sh.H),
+              n = static_cast<int>(sh.N);
+    const float* s0p = s0.has_value() ? s0->data_ptr<float>() : nullptr;
+    void* stream = at::cuda::getCurrentCUDAStream().stream();
+    const int rc =
+        chunked ? rwkv_ts_wkv6_forward_chunked(b, t, h, n, r.data_ptr(), k.data_ptr(),
+                                               v.data_ptr(), w.data_ptr(), u.data_ptr<float>(),
+                                               s0p, y.data_ptr(), sT.data_ptr<float>(), stream)
+                : rwkv_ts_wkv6_forward(dtype_code(r), b, t, h, n, r.data_ptr(), k.data_ptr(),
+                                       v.data_ptr(), w.data_ptr(), u.data_ptr<float>(), s0p,
+                                       y.data_ptr(), sT.data_ptr<float>(),
+                                       static_cast<int>(split), stream);
+    check_rc(rc, chunked ? "chunked forward" : "forward");
     return {y, sT};
+}
+
+Grads run_backward(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                   const at::Tensor& w, const at::Tensor& u, const std::optional<at::Tensor>& s0,
+                   const at::Tensor& dy, const std::optional<at::Tensor>& dsT, bool chunked) {
+    const Shape sh = check_inputs(r, k, v, w, u, s0, &dy, &dsT, chunked);
+    const c10::cuda::CUDAGuard guard(r.device());
+    auto dr = at::empty_like(r);
+    auto dk = at::empty_like(r);
+    auto dv = at::empty_like(r);
+    auto dw = at::empty_like(r);
+    auto fopt = r.options().dtype(at::kFloat);
+    auto du_part = at::empty({sh.B, sh.H, sh.N}, fopt);
+    auto ds0 = at::empty({sh.B, sh.H, sh.N, sh.N}, fopt);
+    const int b = static_cast<int>(sh.B), t = static_cast<int>(sh.T), h = static_cast<int>(sh.H),
+              n = static_cast<int>(sh.N);
+    // transient float32 scratch of the sequential backward (dw's query and key terms, the
+    // final-state term); with the chunked kernels, used by the (b, h) they hand back only
+    auto scratch = at::empty({rwkv_ts_wkv6_backward_scratch(b, t, h, n)}, fopt);
+    const float* s0p = s0.has_value() ? s0->data_ptr<float>() : nullptr;
+    const float* dsTp = dsT.has_value() ? dsT->data_ptr<float>() : nullptr;
+    void* stream = at::cuda::getCurrentCUDAStream().stream();
+    int rc;
+    if (chunked) {
+        auto states = at::empty({rwkv_ts_wkv6_backward_chunked_states(b, t, h, n)}, r.options());
+        auto flags = at::zeros({sh.B * sh.H}, r.options().dtype(at::kInt));
+        rc = rwkv_ts_wkv6_backward_chunked(
+            b, t, h, n, r.data_ptr(), k.data_ptr(), v.data_ptr(), w.data_ptr(),
+            u.data_ptr<float>(), s0p, dy.data_ptr(), dsTp, dr.data_ptr(), dk.data_ptr(),
+            dv.data_ptr(), dw.data_ptr(), du_part.data_ptr<float>(), ds0.data_ptr<float>(),
+            scratch.data_ptr<float>(), states.data_ptr(), flags.data_ptr<int>(), stream);
+    } else {
+        rc = rwkv_ts_wkv6_backward(dtype_code(r), b, t, h, n, r.data_ptr(), k.data_ptr(),
+                                   v.data_ptr(), w.data_ptr(), u.data_ptr<float>(), s0p,
+                                   dy.data_ptr(), dsTp, dr.data_ptr(), dk.data_ptr(),
+                                   dv.data_ptr(), dw.data_ptr(), du_part.data_ptr<float>(),
+                                   ds0.data_ptr<float>(), scratch.data_ptr<float>(), stream);
+    }
+    check_rc(rc, chunked ? "chunked backward" : "backward");
+    return {dr, dk, dv, dw, du_part.sum(0), ds0};
+}
+
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& r, const at::Tensor& k,
+                                           const at::Tensor& v, const at::Tensor& w,
+                                           const at::Tensor& u,
+                                           const std::optional<at::Tensor>& s0, int64_t split) {
+    return run_forward(r, k, v, w, u, s0, false, split);
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_chunked(const at::Tensor& r, const at::Tensor& k,
                                                    const at::Tensor& v, const at::Tensor& w,
                                                    const at::Tensor& u,
                                                    const std::optional<at::Tensor>& s0) {
-    TORCH_CHECK(r.dim() == 4, "rwkv_ts wkv6: r must be (B, T, H, N)");
-    TORCH_CHECK(r.scalar_type() == at::kBFloat16,
-                "rwkv_ts wkv6: the chunked forward takes bfloat16 inputs, not ", r.scalar_type());
-    check_io(r, r, "r");
-    check_io(k, r, "k");
-    check_io(v, r, "v");
-    check_io(w, r, "w");
-    const int64_t B = r.size(0), T = r.size(1), H = r.size(2), N = r.size(3);
-    check_f32(u, {H, N}, "u");
-    if (s0.has_value()) check_f32(*s0, {B, H, N, N}, "state");
-    for (const at::Tensor* x : {&r, &k, &v, &w})
-        TORCH_CHECK(reinterpret_cast<uintptr_t>(x->data_ptr()) % 16 == 0,
-                    "rwkv_ts wkv6: the chunked forward reads 16-byte vectors: r, k, v and w must "
-                    "start on a 16-byte boundary");
-    const c10::cuda::CUDAGuard guard(r.device());
-    auto y = at::empty_like(r);
-    auto sT = at::empty({B, H, N, N}, r.options().dtype(at::kFloat));
-    const int rc = rwkv_ts_wkv6_forward_chunked(
-        static_cast<int>(B), static_cast<int>(T), static_cast<int>(H), static_cast<int>(N),
-        r.data_ptr(), k.data_ptr(), v.data_ptr(), w.data_ptr(), u.data_ptr<float>(),
-        s0.has_value() ? s0->data_ptr<float>() : nullptr, y.data_ptr(), sT.data_ptr<float>(),
-        at::cuda::getCurrentCUDAStream().stream());
-    check_rc(rc, "chunked forward");
-    return {y, sT};
+    return run_forward(r, k, v, w, u, s0, true, 0);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
-    const at::Tensor& r, const at::Tensor& k, const at::Tensor& v, const at::Tensor& w,
-    const at::Tensor& u, const std::optional<at::Tensor>& s0, const at::Tensor& dy,
-    const std::optional<at::Tensor>& dsT) {
-    TORCH_CHECK(r.dim() == 4, "rwkv_ts wkv6: r must be (B, T, H, N)");
-    check_io(r, r, "r");
-    check_io(k, r, "k");
-    check_io(v, r, "v");
-    check_io(w, r, "w");
-    check_io(dy, r, "dy");
-    const int64_t B = r.size(0), T = r.size(1), H = r.size(2), N = r.size(3);
-    check_f32(u, {H, N}, "u");
-    if (s0.has_value()) check_f32(*s0, {B, H, N, N}, "state");
-    if (dsT.has_value()) check_f32(*dsT, {B, H, N, N}, "d_state");
-    const c10::cuda::CUDAGuard guard(r.device());
-    auto dr = at::empty_like(r);
-    auto dk = at::empty_like(r);
-    auto dv = at::empty_like(r);
-    auto dw = at::empty_like(r);
-    auto fopt = r.options().dtype(at::kFloat);
-    auto du_part = at::empty({B, H, N}, fopt);
-    auto ds0 = at::empty({B, H, N, N}, fopt);
-    // transient float32 scratch of the backward (dw's query and key terms, final-state term)
-    const int64_t nscratch = rwkv_ts_wkv6_backward_scratch(
-        static_cast<int>(B), static_cast<int>(T), static_cast<int>(H), static_cast<int>(N));
-    auto scratch = at::empty({nscratch}, fopt);
-    const int rc = rwkv_ts_wkv6_backward(
-        dtype_code(r), static_cast<int>(B), static_cast<int>(T), static_cast<int>(H),
-        static_cast<int>(N), r.data_ptr(), k.data_ptr(), v.data_ptr(), w.data_ptr(),
-        u.data_ptr<float>(), s0.has_value() ? s0->data_ptr<float>() : nullptr, dy.data_ptr(),
-        dsT.has_value() ? dsT->data_ptr<float>() : nullptr, dr.data_ptr(), dk.data_ptr(),
-        dv.data_ptr(), dw.data_ptr(), du_part.data_ptr<float>(), ds0.data_ptr<float>(),
-        scratch.data_ptr<float>(), at::cuda::getCurrentCUDAStream().stream());
-    check_rc(rc, "backward");
-    return {dr, dk, dv, dw, du_part.sum(0), ds0};
+Grads backward(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v, const at::Tensor& w,
+               const at::Tensor& u, const std::optional<at::Tensor>& s0, const at::Tensor& dy,
+               const std::optional<at::Tensor>& dsT) {
+    return run_backward(r, k, v, w, u, s0, dy, dsT, false);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-backward_chunked(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
-                 const at::Tensor& w, const at::Tensor& u, const std::optional<at::Tensor>& s0,
-                 const at::Tensor& dy, const std::optional<at::Tensor>& dsT) {
-    TORCH_CHECK(r.dim() == 4, "rwkv_ts wkv6: r must be (B, T, H, N)");
-    TORCH_CHECK(r.scalar_type() == at::kBFloat16,
-                "rwkv_ts wkv6: the chunked backward takes bfloat16 inputs, not ", r.scalar_type());
-    check_io(r, r, "r");
-    check_io(k, r, "k");
-    check_io(v, r, "v");
-    check_io(w, r, "w");
-    check_io(dy, r, "dy");
-    for (const at::Tensor* x : {&r, &k, &v, &w, &dy})
-        TORCH_CHECK(reinterpret_cast<uintptr_t>(x->data_ptr()) % 16 == 0,
-                    "rwkv_ts wkv6: the chunked backward reads 16-byte vectors: r, k, v, w and dy "
-                    "must start on a 16-byte boundary");
-    const int64_t B = r.size(0), T = r.size(1), H = r.size(2), N = r.size(3);
-    check_f32(u, {H, N}, "u");
-    if (s0.has_value()) check_f32(*s0, {B, H, N, N}, "state");
-    if (dsT.has_value()) check_f32(*dsT, {B, H, N, N}, "d_state");
-    const c10::cuda::CUDAGuard guard(r.device());
-    auto dr = at::empty_like(r);
-    auto dk = at::empty_like(r);
-    auto dv = at::empty_like(r);
-    auto dw = at::empty_like(r);
-    auto fopt = r.options().dtype(at::kFloat);
-    auto du_part = at::empty({B, H, N}, fopt);
-    auto ds0 = at::empty({B, H, N, N}, fopt);
-    const int b = static_cast<int>(B), t = static_cast<int>(T), h = static_cast<int>(H),
-              n = static_cast<int>(N);
-    auto states = at::empty({rwkv_ts_wkv6_backward_chunked_states(b, t, h, n)}, r.options());
-    auto flags = at::zeros({B * H}, r.options().dtype(at::kInt));
-    // the sequential fallback's scratch (used by flagged (b, h) only)
-    auto scratch = at::empty({rwkv_ts_wkv6_backward_scratch(b, t, h, n)}, fopt);
-    const int rc = rwkv_ts_wkv6_backward_chunked(
-        b, t, h, n, r.data_ptr(), k.data_ptr(), v.data_ptr(), w.data_ptr(), u.data_ptr<float>(),
-        s0.has_value() ? s0->data_ptr<float>() : nullptr, dy.data_ptr(),
-        dsT.has_value() ? dsT->data_ptr<float>() : nullptr, dr.data_ptr(), dk.data_ptr(),
-        dv.data_ptr(), dw.data_ptr(), du_part.data_ptr<float>(), ds0.data_ptr<float>(),
-        scratch.data_ptr<float>(), states.data_ptr(), flags.data_ptr<int>(),
-        at::cuda::getCurrentCUDAStream().stream());
-    check_rc(rc, "chunked backward");
-    return {dr, dk, dv, dw, du_part.sum(0), ds0};
+Grads backward_chunked(const at::Tensor& r, const at::Tensor& k, const at::Tensor& v,
+                       const at::Tensor& w, const at::Tensor& u,
+                       const std::optional<at::Tensor>& s0, const at::Tensor& dy,
+                       const std::optional<at::Tensor>& dsT) {
+    return run_backward(r, k, v, w, u, s0, dy, dsT, true);
 }
 
 }  // namespace

@@ -74,6 +74,48 @@ __device__ __forceinline__ void load8(const float* p, float* out) {
     out[4] = b.x, out[5] = b.y, out[6] = b.z, out[7] = b.w;
 }
 
+// The per-step log decays of a thread's row: -exp(w) bounded below by -80 (e^-80 is 0 to the
+// bfloat16 precision of the products, and the bound keeps differences of g free of float32
+// cancellation; a NaN stays NaN), 0 past the end of the sequence.
+__device__ __forceinline__ void row_log_decay(const Pack8& pw, bool live, float* gl) {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+        const float ld = live ? -__expf(clamp_w(__bfloat162float(pw.h[c]))) : 0.f;
+        gl[c] = ld < -MAX_STEP_LOG_DECAY ? -MAX_STEP_LOG_DECAY : ld;
+    }
+}
+
+// The cumulative log decay g over the chunk, in place (threads < N, channel tid), and
+// e^{g_{C-1}} into Dec; true if the chunk is too steep for the factored A (in that channel).
+template <int N>
+__device__ __forceinline__ bool chunk_scan(float* G, float* Dec, int tid) {
+    bool steep = false;
+    if (tid < N) {
+        float acc = 0.f;
+#pragma unroll
+        for (int t = 0; t < C; ++t) {
+            acc += G[t * N + tid];
+            G[t * N + tid] = acc;
+            if (t == C - 2) steep = -acc > FAST_MAX_LOG_DECAY;
+        }
+        Dec[tid] = __expf(acc);
+    }
+    return steep;
+}
+
+// The decay factors of a thread's row t, channel by channel: f(c, e^{g_{t-1}} (of Q), e^{-g_t} (of
+// Kt), e^{g_{C-1} - g_t} (of Kd)), with g_{-1} = 0.
+template <int N, typename F>
+__device__ __forceinline__ void for_row_factors(const float* G, int row, int n0, F&& f) {
+    float g_t[8], g_prev[8], g_last[8];
+    load8(G + row * N + n0, g_t);
+    load8(G + (row > 0 ? row - 1 : 0) * N + n0, g_prev);
+    load8(G + (C - 1) * N + n0, g_last);
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+        f(c, __expf(row > 0 ? g_prev[c] : 0.f), __expf(-g_t[c]), __expf(g_last[c] - g_t[c]));
+}
+
 // One block of 2N threads (N/16 warps) per (b, h). Thread t owns 8 consecutive channels
 // [n0, n0+8) of one step row of the chunk (2N threads x 8 = C x N), loaded as one 16-byte vector
 // per input while the previous chunk is computed, and NN/(2N) elements of the float32 state in
@@ -157,17 +199,12 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
         __syncthreads();  // the previous chunk is consumed
         // 1. stage this thread's row; its bonus scalar a = sum_i r_i u_i k_i over the row
         const Pack8 cr = pr, ck = pk, cv = pv;
-        float gl[8];
         float a = 0.f;
         bool slow = false;
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             const float rv = __bfloat162float(cr.h[c]), kv = __bfloat162float(ck.h[c]);
             const float vv = __bfloat162float(cv.h[c]);
-            float ld = live ? -__expf(clamp_w(__bfloat162float(pw.h[c]))) : 0.f;
-            // e^{-80} is 0 to the bfloat16 precision of the products; the bound keeps the
-            // within-chunk differences g_t - g_s free of float32 cancellation (a NaN stays NaN)
-            gl[c] = ld < -MAX_STEP_LOG_DECAY ? -MAX_STEP_LOG_DECAY : ld;
             a = fmaf(rv * uu[c], kv, a);
             slow |= !isfinite(vv);
         }
@@ -176,39 +213,24 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
         *reinterpret_cast<uint4*>(Rb + row * PB + n0) = cr.raw;
         *reinterpret_cast<uint4*>(Kb + row * PB + n0) = ck.raw;
         *reinterpret_cast<uint4*>(Vb + row * PB + n0) = cv.raw;
+        float gl[8];
+        row_log_decay(pw, live, gl);
         *reinterpret_cast<float4*>(G + row * N + n0) = make_float4(gl[0], gl[1], gl[2], gl[3]);
         *reinterpret_cast<float4*>(G + row * N + n0 + 4) = make_float4(gl[4], gl[5], gl[6], gl[7]);
         if (t0 + C < T_) fetch(t0 + C);
         __syncthreads();
         // 2. cumulative log decay per key channel; is the factored A safe for this chunk?
-        if (tid < N) {
-            float acc = 0.f;
-#pragma unroll
-            for (int t = 0; t < C; ++t) {
-                acc += G[t * N + tid];
-                G[t * N + tid] = acc;
-                if (t == C - 2) slow |= -acc > FAST_MAX_LOG_DECAY;
-            }
-            Dec[tid] = __expf(acc);
-        }
+        slow |= chunk_scan<N>(G, Dec, tid);
         slow = __syncthreads_or(slow);
         // 3. the factored operands of this thread's row
         {
             Pack8 pq, pkd, pkt;
-            float g_t[8], g_prev[8], g_last[8];
-            load8(G + row * N + n0, g_t);
-            load8(G + (row > 0 ? row - 1 : 0) * N + n0, g_prev);
-            load8(G + (C - 1) * N + n0, g_last);
-#pragma unroll
-            for (int c = 0; c < 8; ++c) {
-                const float gt = g_t[c];
-                const float gprev = row > 0 ? g_prev[c] : 0.f;
-                const float glast = g_last[c];
+            for_row_factors<N>(G, row, n0, [&](int c, float eprev, float ecur, float elast) {
                 const float rv = __bfloat162float(cr.h[c]), kv = __bfloat162float(ck.h[c]);
-                pq.h[c] = __float2bfloat16(rv * __expf(gprev));
-                pkd.h[c] = __float2bfloat16(kv * __expf(glast - gt));
-                pkt.h[c] = __float2bfloat16(kv * __expf(-gt));
-            }
+                pq.h[c] = __float2bfloat16(rv * eprev);
+                pkd.h[c] = __float2bfloat16(kv * elast);
+                pkt.h[c] = __float2bfloat16(kv * ecur);
+            });
             *reinterpret_cast<uint4*>(Q + row * PB + n0) = pq.raw;
             *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
             if (!slow) *reinterpret_cast<uint4*>(Kt + row * PB + n0) = pkt.raw;
@@ -459,30 +481,6 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
 #pragma unroll
     for (int c = 0; c < 8; ++c) uu[c] = u[h * N + n0 + c];
 
-    // per-step log decay of this thread's row (bounded as in the forward; 0 past the end)
-    auto log_decay = [&](const Pack8& pw, bool live, float* gl) {
-#pragma unroll
-        for (int c = 0; c < 8; ++c) {
-            const float ld = live ? -__expf(clamp_w(__bfloat162float(pw.h[c]))) : 0.f;
-            gl[c] = ld < -MAX_STEP_LOG_DECAY ? -MAX_STEP_LOG_DECAY : ld;
-        }
-    };
-    // cumulative sum over the chunk (threads < N, channel tid); true if the chunk is too steep
-    auto scan = [&]() {
-        bool steep = false;
-        if (tid < N) {
-            float acc = 0.f;
-#pragma unroll
-            for (int t = 0; t < C; ++t) {
-                acc += G[t * N + tid];
-                G[t * N + tid] = acc;
-                if (t == C - 2) steep = -acc > FAST_MAX_LOG_DECAY;
-            }
-            Dec[tid] = __expf(acc);
-        }
-        return steep;
-    };
-
     // ---- pass 1: the state at each chunk start
     float S[SE];
 #pragma unroll
@@ -502,7 +500,7 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
 #pragma unroll
         for (int m = 0; m < SE; ++m) dst[(si + 2 * m) * N + sj] = __float2bfloat16(S[m]);
         float gl[8];
-        log_decay(pw, live, gl);
+        row_log_decay(pw, live, gl);
         bool bad = !finite8(pk) || !finite8(pv);
 #pragma unroll
         for (int c2 = 0; c2 < 8; ++c2) bad |= isnan(gl[c2]);
@@ -511,21 +509,16 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
         *reinterpret_cast<float4*>(G + row * N + n0) = make_float4(gl[0], gl[1], gl[2], gl[3]);
         *reinterpret_cast<float4*>(G + row * N + n0 + 4) = make_float4(gl[4], gl[5], gl[6], gl[7]);
         __syncthreads();
-        bad |= scan();
+        bad |= chunk_scan<N>(G, Dec, tid);
         if (__syncthreads_or(bad)) {
             if (tid == 0) flags[bh] = 1;
             return;
         }
         {
             Pack8 pkd;
-            float g_t[8], g_last[8];
-            load8(G + row * N + n0, g_t);
-            load8(G + (C - 1) * N + n0, g_last);
-#pragma unroll
-            for (int c2 = 0; c2 < 8; ++c2) {
-                const float gt = g_t[c2], glast = g_last[c2];
-                pkd.h[c2] = __float2bfloat16(__bfloat162float(pk.h[c2]) * __expf(glast - gt));
-            }
+            for_row_factors<N>(G, row, n0, [&](int c, float, float, float elast) {
+                pkd.h[c] = __float2bfloat16(__bfloat162float(pk.h[c]) * elast);
+            });
             *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
         }
         __syncthreads();
@@ -574,7 +567,7 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
             pdy.raw = *reinterpret_cast<const uint4*>(dy + idx);
         }
         float gl[8];
-        log_decay(pw, live, gl);
+        row_log_decay(pw, live, gl);
         float a = 0.f, bsc = 0.f;  // bonus scalar sum_i r u k, and dy . v of this row
 #pragma unroll
         for (int c2 = 0; c2 < 8; ++c2) {
@@ -602,7 +595,7 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
             }
         }
         __syncthreads();
-        scan();  // (pass 1 has checked the decays)
+        chunk_scan<N>(G, Dec, tid);  // (pass 1 has checked the decays)
         if (tid < N) {  // X_i = sum_j dS_ij S_in,ij (for the decay of the state over the chunk)
             float x = 0.f;
             for (int j0 = 0; j0 < N; j0 += 8) {
@@ -619,25 +612,20 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
             if (tid == 0) flags[bh] = 1;
             return;
         }
-        // factored operands of this row (Kt's last row is never used: zeros keep the masked
-        // products free of 0 * inf)
+        // factored operands of this row
+        // (Kt's last row is never used: zeros there keep the masked products free of 0 * inf)
         float eprev[8], ecur[8], elast[8];
+        for_row_factors<N>(G, row, n0, [&](int c, float ep, float ec, float el) {
+            eprev[c] = ep;
+            ecur[c] = row < C - 1 ? ec : 0.f;
+            elast[c] = el;
+        });
         {
             float qf[8], ktf[8];
             Pack8 pq, pkt, pkd;
-            float g_t[8], g_prev[8], g_last[8];
-            load8(G + row * N + n0, g_t);
-            load8(G + (row > 0 ? row - 1 : 0) * N + n0, g_prev);
-            load8(G + (C - 1) * N + n0, g_last);
 #pragma unroll
             for (int c2 = 0; c2 < 8; ++c2) {
-                const float gt = g_t[c2];
-                const float gprev = row > 0 ? g_prev[c2] : 0.f;
-                const float glast = g_last[c2];
                 const float rv = __bfloat162float(pr.h[c2]), kv = __bfloat162float(pk.h[c2]);
-                eprev[c2] = __expf(gprev);
-                ecur[c2] = row < C - 1 ? __expf(-gt) : 0.f;
-                elast[c2] = __expf(glast - gt);
                 qf[c2] = rv * eprev[c2];
                 ktf[c2] = kv * ecur[c2];
                 pq.h[c2] = __float2bfloat16(qf[c2]);
