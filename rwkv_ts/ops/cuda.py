@@ -43,9 +43,10 @@ FORM_ENV_VAR = "RWKV_TS_WKV_FORM"
 CHUNKED_MIN_T = 16
 #: at head size 64 and up, or with at least this many (batch, head) sequences at smaller head
 #: sizes. Measured on an H100 (benchmarks/results/wkv_kernel_chunked.md, forward+backward,
-#: chunked / sequential): 1.16-1.47x faster on every shape but (B*H, T, N) = (512, 96, 32), where
-#: the sequential kernels' N^2 work per step is small and 512 blocks leave the chunked backward
-#: (two blocks per SM) latency-bound: 0.68x.
+#: chunked / sequential): 1.10-1.36x on the shapes this rule gives them, except (256, 336, 64),
+#: whose times spread widely between runs; at (B*H, T, N) = (512, 96, 32) a development run gave
+#: the chunked kernels 0.68x (the sequential kernels' N^2 work per step is small at N = 32, and
+#: 512 sequences leave the latency-bound chunked backward short of blocks).
 CHUNKED_MIN_SEQUENCES_SMALL_HEADS = 2048
 
 
