@@ -1,5 +1,5 @@
-// rwkv-ts WKV (RWKV-6 form) forward on tensor cores, chunked over time, for bfloat16 inputs.
-// Plain CUDA C++ (no torch headers); kernels/README.md ("Chunked forward") explains the method.
+// rwkv-ts WKV (RWKV-6 form) forward and backward on tensor cores, chunked over time, for bfloat16
+// inputs. Plain CUDA C++ (no torch headers); kernels/README.md ("Chunked kernels") explains them.
 //
 // Per (batch, head), with d_t = exp(-exp(w_t)):
 //   y_t = r_t^T (S_{t-1} + diag(u) k_t v_t^T),   S_t = diag(d_t) S_{t-1} + k_t v_t^T.
@@ -8,8 +8,9 @@
 //   y_t   = (r_t e^{g_{t-1}})^T S_in + sum_{s<t} A[t,s] v_s + (sum_i r_t,i u_i k_t,i) v_t,
 //   A[t,s] = sum_i r_t,i k_s,i e^{g_{t-1,i} - g_s,i},
 //   S_out = diag(e^{g_{C-1}}) S_in + sum_s (k_s e^{g_{C-1} - g_s}) v_s^T.
-// The three products (C x N by N x N, C x N by N x C, N x C by C x N) run as bfloat16 WMMA with
-// float32 accumulation; the state stays float32 in shared memory. A is the product of
+// The four products (C x N by N x N, C x N by N x C, C x C by C x N, N x C by C x N) run as
+// bfloat16 WMMA with float32 accumulation; the state stays float32 (in registers, with a bfloat16
+// copy in shared memory as the products' operand). A is the product of
 // r_t e^{g_{t-1}} and k_s e^{-g_s}: exact in real numbers, it needs e^{-g_s} to stay finite, so a
 // chunk whose decay over its first C - 1 steps exceeds e^{-60} in some channel (or whose v holds
 // a non-finite value, which a product with the masked zeros of A would spread to earlier steps)
@@ -116,16 +117,16 @@ __device__ __forceinline__ void for_row_factors(const float* G, int row, int n0,
         f(c, __expf(row > 0 ? g_prev[c] : 0.f), __expf(-g_t[c]), __expf(g_last[c] - g_t[c]));
 }
 
-// One block of 2N threads (N/16 warps) per (b, h). Thread t owns 8 consecutive channels
-// [n0, n0+8) of one step row of the chunk (2N threads x 8 = C x N), loaded as one 16-byte vector
-// per input while the previous chunk is computed, and NN/(2N) elements of the float32 state in
-// registers. Warp w owns columns [16w, 16w+16) of y.
 // Blocks per SM the register budget is set for (what the shared memory allows, about).
 template <int N>
 struct MinBlocks {
     static constexpr int value = N >= 128 ? 1 : (N >= 64 ? 4 : 8);
 };
 
+// One block of 2N threads (N/16 warps) per (b, h). Thread t owns 8 consecutive channels
+// [n0, n0+8) of one step row of the chunk (2N threads x 8 = C x N), loaded as one 16-byte vector
+// per input while the previous chunk is computed, and NN/(2N) elements of the float32 state in
+// registers. Warp w owns columns [16w, 16w+16) of y.
 template <int N>
 __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
     wkv6_fwd_chunk_kernel(int T_, int H, const bf16* __restrict__ r, const bf16* __restrict__ k,
@@ -403,7 +404,7 @@ struct BwdLayout {
     static constexpr size_t bytes = xs + align128(sizeof(float) * N);
 };
 
-// Blocks per SM the backward's registers are set for: at N = 64 its ~71 KB of shared memory let
+// Blocks per SM the backward's registers are set for: at N = 64 its 75 KB of shared memory let
 // three blocks share an SM, and the kernel is latency-bound, so it pays to fit them.
 template <int N>
 struct BwdMinBlocks {
