@@ -220,7 +220,7 @@ def split_sweep(B, T, H, N, dtype, reps):
     return out
 
 
-TIME_CHUNKS = (1, 4, 8, 16, 32, 64, 128, 256)
+TIME_CHUNKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Shapes between the two regimes, swept (ours only) with --time-split-sweep to place the rule's
 #: edges (``SPLIT_MAX_SEQUENCES`` and ``SPLIT_MIN_T`` in rwkv_ts/ops/timesplit.py).
 TIME_SPLIT_EDGE_SHAPES = [
