@@ -2,6 +2,7 @@
 // torch.utils.cpp_extension.load; the .cu file itself has no torch dependency.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <torch/autograd.h>
 #include <torch/extension.h>
 
 #include <optional>
@@ -162,6 +163,73 @@ Grads backward_chunked(const at::Tensor& r, const at::Tensor& k, const at::Tenso
     return run_backward(r, k, v, w, u, s0, dy, dsT, true);
 }
 
+// A tensor the kernels can read: contiguous, and for the chunked kernels starting on a 16-byte
+// boundary (a view that starts inside an allocation is copied).
+at::Tensor readable(const at::Tensor& x, bool chunked) {
+    at::Tensor c = x.contiguous();
+    if (chunked && reinterpret_cast<uintptr_t>(c.data_ptr()) % 16 != 0) c = c.clone();
+    return c;
+}
+
+// The operator's autograd node in C++: the backward runs without the Python interpreter, which
+// took about 0.2 ms per forward+backward as a torch.autograd.Function; at the time-series shapes
+// the kernels themselves take 0.1-0.5 ms, so that overhead set the step time there.
+class WkvFunction : public torch::autograd::Function<WkvFunction> {
+   public:
+    static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                  const at::Tensor& r, const at::Tensor& k,
+                                                  const at::Tensor& v, const at::Tensor& w,
+                                                  const at::Tensor& u, const at::Tensor& s0,
+                                                  bool chunked) {
+        // s0: the initial state, or an empty tensor for none
+        const at::Tensor rc = readable(r, chunked), kc = readable(k, chunked),
+                         vc = readable(v, chunked), wc = readable(w, chunked);
+        const at::Tensor u32 = u.to(at::kFloat).contiguous();
+        std::optional<at::Tensor> state;
+        if (s0.numel() > 0) state = s0.contiguous();
+        auto [y, sT] = run_forward(rc, kc, vc, wc, u32, state, chunked, 0);
+        ctx->save_for_backward({rc, kc, vc, wc, u32, state.has_value() ? *state : s0});
+        ctx->saved_data["chunked"] = chunked;
+        ctx->saved_data["u_dtype"] = static_cast<int64_t>(u.scalar_type());
+        // an unused output's gradient arrives undefined instead of as a tensor of zeros
+        ctx->set_materialize_grads(false);
+        return {y, sT};
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        // the gradients come from kernels, not from differentiable operations
+        TORCH_CHECK(!at::GradMode::is_enabled(),
+                    "rwkv_ts wkv6: the CUDA WKV operator is differentiable once; a backward with "
+                    "create_graph=True through it is not supported");
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor &r = saved[0], &k = saved[1], &v = saved[2], &w = saved[3],
+                         &u32 = saved[4], &s0 = saved[5];
+        const bool chunked = ctx->saved_data["chunked"].toBool();
+        const auto u_dtype = static_cast<at::ScalarType>(ctx->saved_data["u_dtype"].toInt());
+        const at::Tensor dy = grads[0].defined()
+                                  ? readable(grads[0].to(r.scalar_type()), chunked)
+                                  : at::zeros_like(r);
+        std::optional<at::Tensor> dsT;
+        if (grads[1].defined()) dsT = grads[1].to(at::kFloat).contiguous();
+        std::optional<at::Tensor> state;
+        if (s0.numel() > 0) state = s0;
+        auto [dr, dk, dv, dw, du, ds0] = run_backward(r, k, v, w, u32, state, dy, dsT, chunked);
+        const at::Tensor d_state = state.has_value() ? ds0 : at::Tensor();
+        return {dr, dk, dv, dw, du.to(u_dtype), d_state, at::Tensor()};
+    }
+};
+
+std::tuple<at::Tensor, at::Tensor> wkv(const at::Tensor& r, const at::Tensor& k,
+                                       const at::Tensor& v, const at::Tensor& w,
+                                       const at::Tensor& u, const std::optional<at::Tensor>& s0,
+                                       bool chunked) {
+    // no state: an empty tensor (an undefined one has no device, which autograd asks for)
+    const at::Tensor state = s0.has_value() ? *s0 : at::empty({0}, r.options().dtype(at::kFloat));
+    auto out = WkvFunction::apply(r, k, v, w, u, state, chunked);
+    return {out[0], out[1]};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -171,4 +239,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("backward_chunked", &backward_chunked,
           "WKV6 backward on tensor cores, bfloat16 inputs: (dr, dk, dv, dw, du, d_state0)");
     m.def("backward", &backward, "WKV6 backward: (dr, dk, dv, dw, du, d_state0)");
+    m.def("wkv", &wkv,
+          "WKV6 with autograd (r, k, v, w, u, state or None, chunked): (y, final state); "
+          "gradients to r, k, v, w, u and the state");
 }

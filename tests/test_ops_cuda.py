@@ -19,7 +19,12 @@ import torch
 
 from rwkv_ts.ops import _build
 from rwkv_ts.ops import cuda as wkv_cuda_mod
-from rwkv_ts.ops.cuda import CHUNKED_MIN_SEQUENCES_SMALL_HEADS, CHUNKED_MIN_T
+from rwkv_ts.ops.cuda import (
+    CHUNKED_LONG_T,
+    CHUNKED_MIN_SEQUENCES,
+    CHUNKED_MIN_T,
+    CHUNKED_N16_MAX_SEQUENCES,
+)
 from rwkv_ts.ops.reference import wkv_reference
 from rwkv_ts.ops.timesplit import time_split_chunks
 
@@ -252,17 +257,29 @@ def test_chunked_unaligned_views():
     assert torch.equal(y1, y2) and torch.equal(s1, s2)
 
 
-@gpu
-def test_kernel_form_auto():
-    r = torch.zeros(1, CHUNKED_MIN_T, 1, 64, device="cuda")
-    assert wkv_cuda_mod.kernel_form(r) == "sequential"  # float32: always exact to float32
-    assert wkv_cuda_mod.kernel_form(r.bfloat16()) == "chunked"
-    assert wkv_cuda_mod.kernel_form(r[:, :1].bfloat16()) == "sequential"
-    assert wkv_cuda_mod.kernel_form(r.bfloat16(), "sequential") == "sequential"
-    few_small = torch.zeros(4, CHUNKED_MIN_T, 2, 32, device="cuda", dtype=torch.bfloat16)
-    assert wkv_cuda_mod.kernel_form(few_small) == "sequential"
-    many = CHUNKED_MIN_SEQUENCES_SMALL_HEADS
-    assert wkv_cuda_mod.kernel_form(few_small.new_zeros(many, CHUNKED_MIN_T, 1, 32)) == "chunked"
+def test_kernel_form_auto(monkeypatch):
+    # the rule reads only the shape, the dtype and the GPU's compute capability
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+
+    def form(B, T, N, dtype=torch.bfloat16):
+        return wkv_cuda_mod.kernel_form(torch.zeros(B, T, 1, N, dtype=dtype))
+
+    assert form(1, CHUNKED_LONG_T, 64, torch.float32) == "sequential"  # float32: exact always
+    assert form(1, CHUNKED_LONG_T, 64) == "chunked"
+    assert form(1, CHUNKED_LONG_T - 1, 64) == "sequential"
+    assert form(4096, CHUNKED_MIN_T - 1, 64) == "sequential"
+    r = torch.zeros(1, CHUNKED_LONG_T, 1, 64, dtype=torch.bfloat16)
+    assert wkv_cuda_mod.kernel_form(r, "sequential") == "sequential"
+    for N in (32, 64, 128):
+        many = CHUNKED_MIN_SEQUENCES[min(N, 64)]
+        assert form(many, CHUNKED_MIN_T, N) == "chunked"
+        assert form(many - 1, CHUNKED_MIN_T, N) == "sequential"
+    # head size 16: long sequences, not too many of them
+    assert form(CHUNKED_N16_MAX_SEQUENCES, CHUNKED_LONG_T, 16) == "chunked"
+    assert form(CHUNKED_N16_MAX_SEQUENCES + 1, CHUNKED_LONG_T, 16) == "sequential"
+    assert form(4, CHUNKED_LONG_T - 1, 16) == "sequential"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert form(1, CHUNKED_LONG_T, 64) == "sequential"  # no bfloat16 tensor cores
 
 
 def test_kernel_form_errors(monkeypatch):
@@ -280,8 +297,34 @@ def test_kernel_form_errors(monkeypatch):
 
 @gpu
 @pytest.mark.parametrize("use_dy,use_ds", [(True, False), (False, True)])
-def test_partial_gradients(use_dy, use_ds):
-    check_all(7, (2, 40, 3, 64), torch.float32, True, use_dy=use_dy, use_ds=use_ds)
+@pytest.mark.parametrize(
+    "dtype,form", [(torch.float32, "sequential"), (torch.bfloat16, "chunked")], ids=["seq", "chk"]
+)
+def test_partial_gradients(use_dy, use_ds, dtype, form):
+    # the unused output's gradient reaches the kernels undefined (not as zeros)
+    check_all(7, (2, 40, 3, 64), dtype, True, use_dy=use_dy, use_ds=use_ds, form=form, decay="init")
+
+
+@gpu
+@pytest.mark.parametrize("form", ["sequential", "chunked"])
+def test_bonus_gradient_keeps_its_dtype(form):
+    r, k, v, w, u, s0 = make(8, 2, 33, 2, 64, torch.bfloat16, True, decay="init")
+    u16 = u.bfloat16().requires_grad_(True)
+    u32 = u16.detach().float().requires_grad_(True)
+    for bonus in (u16, u32):
+        y, s = wkv_cuda_mod.wkv_cuda(r, k, v, w, bonus, s0, form=form)
+        (y.float().sum() + s.sum()).backward()
+    assert u16.grad.dtype == torch.bfloat16 and u32.grad.dtype == torch.float32
+    assert rel_err(u16.grad, u32.grad) < 1e-2
+
+
+@gpu
+def test_second_derivative_is_refused():
+    r, k, v, w, u, s0 = make(9, 1, 20, 1, 32, torch.float32, False)
+    r.requires_grad_(True)
+    y, _ = wkv_cuda_mod.wkv_cuda(r, k, v, w, u, s0)
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(y.sum(), r, create_graph=True)
 
 
 @gpu

@@ -14,7 +14,6 @@ import os
 import threading
 import warnings
 from types import ModuleType
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,9 +21,11 @@ from torch import Tensor
 from .timesplit import time_split_chunks, wkv_time_split
 
 __all__ = [
+    "CHUNKED_LONG_T",
+    "CHUNKED_MIN_SEQUENCES",
     "CHUNKED_MIN_T",
+    "CHUNKED_N16_MAX_SEQUENCES",
     "HEAD_SIZES",
-    "WkvCudaFunction",
     "extension",
     "kernel_form",
     "is_available",
@@ -39,15 +40,19 @@ HEAD_SIZES = (16, 32, 64, 128)
 DTYPES = (torch.float32, torch.bfloat16)
 #: ``RWKV_TS_WKV_FORM=auto|sequential|chunked`` picks the kernels' form (see :func:`kernel_form`).
 FORM_ENV_VAR = "RWKV_TS_WKV_FORM"
-#: bfloat16 inputs of at least this many steps take the tensor-core chunked kernels,
+#: bfloat16 inputs of at least this many steps may take the tensor-core chunked kernels:
 CHUNKED_MIN_T = 16
-#: at head size 64 and up, or with at least this many (batch, head) sequences at smaller head
-#: sizes. Measured on an H100 (benchmarks/results/wkv_kernel_chunked.md, forward+backward,
-#: chunked / sequential): 1.10-1.36x on the shapes this rule gives them, except (256, 336, 64),
-#: whose times spread widely between runs; at (B*H, T, N) = (512, 96, 32) a development run gave
-#: the chunked kernels 0.68x (the sequential kernels' N^2 work per step is small at N = 32, and
-#: 512 sequences leave the latency-bound chunked backward short of blocks).
-CHUNKED_MIN_SEQUENCES_SMALL_HEADS = 2048
+#: sequences of at least this many steps at head sizes 32 and up (at 16: see below),
+CHUNKED_LONG_T = 256
+#: or at least this many (batch, head) sequences at head size 64 and up, and at head size 32;
+CHUNKED_MIN_SEQUENCES = {64: 512, 32: 2048}
+#: at head size 16, long sequences (CHUNKED_LONG_T) and at most this many of them.
+CHUNKED_N16_MAX_SEQUENCES = 2048
+# Measured on an H100 (benchmarks/results/wkv_kernel_forms.md: forward+backward through autograd,
+# each form, B*H 64-8192, T 42-720, N 16/32/64, three interleaved rounds): the chunked kernels do
+# more work per call on the host and in launches, so short sequences in small batches run faster
+# on the sequential ones; the edges above are where the chunked form measured faster. At head
+# size 16 the sequential kernels' small per-step work wins from B*H = 4096 on.
 
 
 _ext: ModuleType | None = None
@@ -118,9 +123,11 @@ def kernel_form(r: Tensor, form: str | None = None) -> str:
     bfloat16 inputs only and are exact to bfloat16 precision, and the backward hands a sequence
     whose chunks the factored form cannot take exactly (a decay below e^-60 within 15 steps, a
     non-finite value) to the sequential backward. ``"auto"`` gives bfloat16 inputs of at least
-    :data:`CHUNKED_MIN_T` steps, head size 64 or more (or at least
-    :data:`CHUNKED_MIN_SEQUENCES_SMALL_HEADS` sequences), on a GPU of compute capability 8.0 or
-    newer to the chunked kernels, everything else to the sequential ones.
+    :data:`CHUNKED_MIN_T` steps on a GPU of compute capability 8.0 or newer to the chunked
+    kernels where they measured faster: at head sizes 32 and up for sequences of at least
+    :data:`CHUNKED_LONG_T` steps or at least :data:`CHUNKED_MIN_SEQUENCES` of them, at head size
+    16 for sequences of at least :data:`CHUNKED_LONG_T` steps, at most
+    :data:`CHUNKED_N16_MAX_SEQUENCES` of them; everything else to the sequential ones.
 
     Parameters
     ----------
@@ -144,65 +151,26 @@ def kernel_form(r: Tensor, form: str | None = None) -> str:
     if choice != "auto":
         return choice
     B, T, H, N = r.shape
-    if (
-        r.dtype == torch.bfloat16
-        and T >= CHUNKED_MIN_T
-        and (N >= 64 or B * H >= CHUNKED_MIN_SEQUENCES_SMALL_HEADS)
-        and torch.cuda.get_device_capability(r.device)[0] >= 8
-    ):
+    if r.dtype != torch.bfloat16 or T < CHUNKED_MIN_T:
+        return "sequential"
+    if N >= 32:
+        faster = T >= CHUNKED_LONG_T or B * H >= CHUNKED_MIN_SEQUENCES[min(N, 64)]
+    else:
+        faster = T >= CHUNKED_LONG_T and B * H <= CHUNKED_N16_MAX_SEQUENCES
+    if faster and torch.cuda.get_device_capability(r.device)[0] >= 8:
         return "chunked"
     return "sequential"
 
 
-class WkvCudaFunction(torch.autograd.Function):
-    """Autograd Function: forward and backward on the CUDA kernels.
-
-    The last argument picks their form, ``"sequential"`` or ``"chunked"`` (:func:`kernel_form`).
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        r: Tensor,
-        k: Tensor,
-        v: Tensor,
-        w: Tensor,
-        u: Tensor,
-        state: Tensor | None,
-        kind: str = "sequential",
-    ) -> tuple[Tensor, Tensor]:
-        ext = extension()
-        if ext is None:
-            raise RuntimeError(f"rwkv_ts CUDA WKV kernel unavailable: {_failed}")
-        r, k, v, w = (x.contiguous() for x in (r, k, v, w))
-        u32 = u.detach().to(dtype=torch.float32).contiguous()
-        s0 = None if state is None else state.detach().contiguous()
-        if kind == "chunked":
-            # it reads 16-byte vectors: a view that starts inside an allocation is copied
-            r, k, v, w = (x if x.data_ptr() % 16 == 0 else x.clone() for x in (r, k, v, w))
-            y, s_t = ext.forward_chunked(r, k, v, w, u32, s0)
-        else:
-            y, s_t = ext.forward(r, k, v, w, u32, s0, 0)
-        ctx.save_for_backward(r, k, v, w, u32, s0)
-        ctx.kind = kind
-        ctx.u_dtype = u.dtype
-        ctx.has_state = state is not None
-        return y, s_t
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, dy: Tensor | None, ds_t: Tensor | None) -> tuple[Tensor | None, ...]:
-        ext = extension()
-        assert ext is not None
-        r, k, v, w, u32, s0 = ctx.saved_tensors
-        dy = torch.zeros_like(r) if dy is None else dy.to(r.dtype).contiguous()
-        ds_t = None if ds_t is None else ds_t.to(torch.float32).contiguous()
-        if ctx.kind == "chunked":
-            dy = dy if dy.data_ptr() % 16 == 0 else dy.clone()
-            dr, dk, dv, dw, du, ds0 = ext.backward_chunked(r, k, v, w, u32, s0, dy, ds_t)
-        else:
-            dr, dk, dv, dw, du, ds0 = ext.backward(r, k, v, w, u32, s0, dy, ds_t)
-        return dr, dk, dv, dw, du.to(ctx.u_dtype), (ds0 if ctx.has_state else None), None
+def _apply(
+    r: Tensor, k: Tensor, v: Tensor, w: Tensor, u: Tensor, state: Tensor | None, kind: str
+) -> tuple[Tensor, Tensor]:
+    """One call of the extension's autograd operator (``wkv`` in ``kernels/wkv6_binding.cpp``:
+    forward, and a backward in C++ that the autograd engine runs without Python)."""
+    ext = extension()
+    if ext is None:
+        raise RuntimeError(f"rwkv_ts CUDA WKV kernel unavailable: {_failed}")
+    return ext.wkv(r, k, v, w, u, state, kind == "chunked")
 
 
 def wkv_cuda(
@@ -249,10 +217,10 @@ def wkv_cuda(
         kind = kernel_form(r[:, : r.shape[1] // time_chunks], form)
 
         def inner(*args: Tensor | None) -> tuple[Tensor, Tensor]:
-            return WkvCudaFunction.apply(*args, kind)
+            return _apply(*args, kind)
 
         return wkv_time_split(r, k, v, w, u, state, n_chunks=time_chunks, inner=inner)
-    return WkvCudaFunction.apply(r, k, v, w, u, state, kernel_form(r, form))
+    return _apply(r, k, v, w, u, state, kernel_form(r, form))
 
 
 def register() -> None:
