@@ -252,10 +252,13 @@ def floor_lines(result: dict) -> list[str]:
             f"| {subset} | {f['units']} | {f['above_cap']} | {f['max_true_rul']:.0f} | "
             f"{f['floor_uncapped_rmse']:.2f} |"
         )
+    dast = next(p["rmse"] for p in result["published"] if p["model"].startswith("DAST"))
     lines += [
         "",
-        "DAST's FD002 (15.25) and FD004 (18.36) and the issue's FD002/FD004 targets (14.0, 15.0) "
-        "lie below those subsets' floors (18.32, 19.53): they can only be capped-truth numbers. "
+        f"DAST's FD002 ({dast['FD002']:.2f}) and FD004 ({dast['FD004']:.2f}) and the issue's "
+        f"FD002/FD004 targets ({TARGETS['FD002']}, {TARGETS['FD004']}) lie below those subsets' "
+        f"floors ({fl['FD002']['floor_uncapped_rmse']:.2f}, "
+        f"{fl['FD004']['floor_uncapped_rmse']:.2f}): they can only be capped-truth numbers. "
         "The verdicts therefore read the capped column, on all four subsets alike; the uncapped "
         "column stays beside it for papers that score the truth as given (e.g. DCNN's FD002 "
         "22.36 is above the floor and may be either).",

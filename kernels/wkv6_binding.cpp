@@ -171,9 +171,10 @@ at::Tensor readable(const at::Tensor& x, bool chunked) {
     return c;
 }
 
-// The operator's autograd node in C++: the backward runs without the Python interpreter, which
-// took about 0.2 ms per forward+backward as a torch.autograd.Function; at the time-series shapes
-// the kernels themselves take 0.1-0.5 ms, so that overhead set the step time there.
+// The operator's autograd node in C++: the backward runs without the Python interpreter. As a
+// torch.autograd.Function the node cost ~0.35 ms of host time per forward+backward, here ~0.2 ms
+// (at (B*H, T, N) = (512, 96, 32) on an H100); the kernels themselves take 0.1-0.5 ms at the
+// time-series shapes, so that overhead set the step time there.
 class WkvFunction : public torch::autograd::Function<WkvFunction> {
    public:
     static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
