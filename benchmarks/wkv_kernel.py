@@ -233,8 +233,8 @@ TIME_SPLIT_EDGE_SHAPES = [
 
 def time_split_sweep(B, T, H, N, dtype, reps):
     """Forward and forward+backward ms (medians, CUDA events) of ``wkv_cuda`` with the sequence
-    cut into each count of time chunks (1: the sequential kernel alone) and at the automatic
-    count of ``rwkv_ts.ops.timesplit.time_split_chunks``."""
+    cut into each count of time chunks (1: no split, one call of the kernels ``kernel_form``
+    picks) and at the automatic count of ``rwkv_ts.ops.timesplit.time_split_chunks``."""
     inputs = make_inputs(B, T, H, N, dtype, seed=0)
     leaves = tuple(t.clone().requires_grad_(True) for t in inputs)
     gy = torch.randn(B, T, H, N, device="cuda").to(dtype)
@@ -365,7 +365,8 @@ def render_md(data: dict) -> str:
     if time_sweeps:
         counts = [*map(str, TIME_CHUNKS), "auto"]
         lines += [
-            "## Ours by count of time chunks (fwd ms / fwd+bwd ms; 1 = the sequential kernel)",
+            "## Ours by count of time chunks (fwd ms / fwd+bwd ms; 1 = no split: one call of the "
+            "form `kernel_form` picks)",
             "",
             "| shape (B·H, T, N) | " + " | ".join(counts) + " | auto's count |",
             "|---|" + "---|" * (len(counts) + 1),

@@ -8,7 +8,8 @@
  *
  * Every launcher returns 0 on success, a cudaError_t value after a failed launch, or a negative
  * number for arguments the kernels do not support (-1: dtype, -2: head size, -3: split factor,
- * -4: empty shape, -5: a GPU without bfloat16 tensor cores).
+ * -4: empty shape, -5: a GPU without bfloat16 tensor cores, -6: a pointer not 16-byte aligned
+ * where the kernel reads 16-byte vectors).
  */
 #ifndef RWKV_TS_WKV6_H
 #define RWKV_TS_WKV6_H
@@ -62,6 +63,25 @@ int rwkv_ts_wkv6_backward_chunked(int B, int T, int H, int N, const void* r, con
                                   const void* dy, const float* dsT, void* dr, void* dk, void* dv,
                                   void* dw, float* du_part, float* ds0, float* scratch,
                                   void* states, int* flags, void* stream);
+
+/* The combination step of the time split (kernels/wkv6_split.cu; rwkv_ts/ops/timesplit.py).
+ * L (B, n, H, N) float32: the total log decay sum_t -exp(min(w_t, 40)) of each of the n chunks of
+ * `chunk` steps of w (B, T, H, N; dtype code as above; n * chunk <= T), and its gradient
+ * dw (B, T, H, N, w's dtype; 0 at the steps after the chunks and where w is clamped). w and dw
+ * must start on 16-byte boundaries. */
+int rwkv_ts_wkv6_chunk_log_decay(int dtype, int B, int T, int H, int N, int n, int chunk,
+                                 const void* w, float* L, void* stream);
+int rwkv_ts_wkv6_chunk_log_decay_backward(int dtype, int B, int T, int H, int N, int n, int chunk,
+                                          const void* w, const float* dL, void* dw, void* stream);
+
+/* The state at each chunk's start, starts (B, n, H, N, N) float32: starts_0 = s0 (null: zeros),
+ * starts_{c+1} = diag(e^{L_c}) starts_c + Z_c, with Z (B, n, H, N, N) what each chunk adds from
+ * a zero state. The backward takes dstarts and gives dZ, dL and ds0 (null: not wanted). */
+int rwkv_ts_wkv6_state_scan(int B, int n, int H, int N, const float* Z, const float* L,
+                            const float* s0, float* starts, void* stream);
+int rwkv_ts_wkv6_state_scan_backward(int B, int n, int H, int N, const float* L,
+                                     const float* starts, const float* dstarts, float* dZ,
+                                     float* dL, float* ds0, void* stream);
 
 #ifdef __cplusplus
 }

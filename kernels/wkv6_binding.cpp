@@ -231,6 +231,113 @@ std::tuple<at::Tensor, at::Tensor> wkv(const at::Tensor& r, const at::Tensor& k,
     return {out[0], out[1]};
 }
 
+// The combination step of the time split (kernels/wkv6_split.cu), as two autograd nodes:
+// chunk_log_decay(w, n) -> L (B, n, H, N) and state_scan(Z, L, s0) -> starts (B, n, H, N, N).
+class ChunkLogDecayFunction : public torch::autograd::Function<ChunkLogDecayFunction> {
+   public:
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& w,
+                              int64_t n) {
+        TORCH_CHECK(w.dim() == 4 && w.is_cuda(), "rwkv_ts chunk_log_decay: w must be a CUDA "
+                    "tensor (B, T, H, N)");
+        const at::Tensor wc = readable(w, true);  // read as 16-byte vectors
+        const c10::cuda::CUDAGuard guard(wc.device());
+        const int64_t B = wc.size(0), T = wc.size(1), H = wc.size(2), N = wc.size(3);
+        TORCH_CHECK(n >= 1 && n <= T, "rwkv_ts chunk_log_decay: n must be in [1, T], got ", n);
+        auto L = at::empty({B, n, H, N}, wc.options().dtype(at::kFloat));
+        check_rc(rwkv_ts_wkv6_chunk_log_decay(dtype_code(wc), static_cast<int>(B),
+                                              static_cast<int>(T), static_cast<int>(H),
+                                              static_cast<int>(N), static_cast<int>(n),
+                                              static_cast<int>(T / n), wc.data_ptr(),
+                                              L.data_ptr<float>(),
+                                              at::cuda::getCurrentCUDAStream().stream()),
+                 "chunk log decay");
+        ctx->save_for_backward({wc});
+        ctx->saved_data["n"] = n;
+        ctx->set_materialize_grads(false);
+        return L;
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        const at::Tensor w = ctx->get_saved_variables()[0];
+        const int64_t n = ctx->saved_data["n"].toInt();
+        if (!grads[0].defined()) return {at::Tensor(), at::Tensor()};
+        const at::Tensor dL = grads[0].to(at::kFloat).contiguous();
+        const c10::cuda::CUDAGuard guard(w.device());
+        auto dw = at::empty_like(w);
+        const int64_t T = w.size(1);
+        check_rc(rwkv_ts_wkv6_chunk_log_decay_backward(
+                     dtype_code(w), static_cast<int>(w.size(0)), static_cast<int>(T),
+                     static_cast<int>(w.size(2)), static_cast<int>(w.size(3)),
+                     static_cast<int>(n), static_cast<int>(T / n), w.data_ptr(),
+                     dL.data_ptr<float>(), dw.data_ptr(), at::cuda::getCurrentCUDAStream().stream()),
+                 "chunk log decay backward");
+        return {dw, at::Tensor()};
+    }
+};
+
+class StateScanFunction : public torch::autograd::Function<StateScanFunction> {
+   public:
+    // s0: the initial state (B, H, N, N), or an empty tensor for none
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& Z,
+                              const at::Tensor& L, const at::Tensor& s0) {
+        TORCH_CHECK(Z.dim() == 5 && Z.is_cuda(), "rwkv_ts state_scan: Z must be (B, n, H, N, N) "
+                    "on CUDA");
+        const int64_t B = Z.size(0), n = Z.size(1), H = Z.size(2), N = Z.size(3);
+        check_f32(Z, {B, n, H, N, N}, "Z");
+        check_f32(L, {B, n, H, N}, "L");
+        const bool with_state = s0.numel() > 0;
+        if (with_state) check_f32(s0, {B, H, N, N}, "state");
+        const c10::cuda::CUDAGuard guard(Z.device());
+        auto starts = at::empty_like(Z);
+        check_rc(rwkv_ts_wkv6_state_scan(static_cast<int>(B), static_cast<int>(n),
+                                         static_cast<int>(H), static_cast<int>(N),
+                                         Z.data_ptr<float>(), L.data_ptr<float>(),
+                                         with_state ? s0.data_ptr<float>() : nullptr,
+                                         starts.data_ptr<float>(),
+                                         at::cuda::getCurrentCUDAStream().stream()),
+                 "state scan");
+        ctx->save_for_backward({L, starts});
+        ctx->saved_data["with_state"] = with_state;
+        ctx->set_materialize_grads(false);
+        return starts;
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        if (!grads[0].defined()) return {at::Tensor(), at::Tensor(), at::Tensor()};
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor &L = saved[0], &starts = saved[1];
+        const bool with_state = ctx->saved_data["with_state"].toBool();
+        const at::Tensor dstarts = grads[0].to(at::kFloat).contiguous();
+        const c10::cuda::CUDAGuard guard(L.device());
+        const int64_t B = starts.size(0), n = starts.size(1), H = starts.size(2),
+                      N = starts.size(3);
+        auto dZ = at::empty_like(starts);
+        auto dL = at::empty_like(L);
+        at::Tensor ds0 = with_state ? at::empty({B, H, N, N}, L.options()) : at::Tensor();
+        check_rc(rwkv_ts_wkv6_state_scan_backward(
+                     static_cast<int>(B), static_cast<int>(n), static_cast<int>(H),
+                     static_cast<int>(N), L.data_ptr<float>(), starts.data_ptr<float>(),
+                     dstarts.data_ptr<float>(), dZ.data_ptr<float>(), dL.data_ptr<float>(),
+                     with_state ? ds0.data_ptr<float>() : nullptr,
+                     at::cuda::getCurrentCUDAStream().stream()),
+                 "state scan backward");
+        return {dZ, dL, ds0};
+    }
+};
+
+at::Tensor chunk_log_decay(const at::Tensor& w, int64_t n) {
+    return ChunkLogDecayFunction::apply(w, n);
+}
+
+at::Tensor state_scan(const at::Tensor& Z, const at::Tensor& L,
+                      const std::optional<at::Tensor>& s0) {
+    const at::Tensor state = s0.has_value() ? s0->contiguous()
+                                            : at::empty({0}, Z.options().dtype(at::kFloat));
+    return StateScanFunction::apply(Z.contiguous(), L.contiguous(), state);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -243,4 +350,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("wkv", &wkv,
           "WKV6 with autograd (r, k, v, w, u, state or None, chunked): (y, final state); "
           "gradients to r, k, v, w, u and the state");
+    m.def("chunk_log_decay", &chunk_log_decay,
+          "time split: the total log decay of each of n chunks of w, (B, n, H, N) float32");
+    m.def("state_scan", &state_scan,
+          "time split: the state at each chunk's start from what each chunk adds (Z), the chunks' "
+          "log decays (L) and the initial state or None, (B, n, H, N, N)");
 }

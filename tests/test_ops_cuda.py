@@ -26,7 +26,7 @@ from rwkv_ts.ops.cuda import (
     CHUNKED_N16_MAX_SEQUENCES,
 )
 from rwkv_ts.ops.reference import wkv_reference
-from rwkv_ts.ops.timesplit import time_split_chunks
+from rwkv_ts.ops.timesplit import chunk_starts, time_split_chunks
 
 HAS_CUDA = torch.cuda.is_available()
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="CUDA not available")
@@ -189,6 +189,70 @@ def test_time_split_matches_reference(shape, dtype):
     assert n_chunks > 1 and T % n_chunks  # the split and the steps after it are exercised
     seed = zlib.crc32(repr(("split", shape, str(dtype))).encode())
     check_all(seed, shape, dtype, with_state=True)
+
+
+@gpu
+@pytest.mark.parametrize("shape", LONG_SHAPES[:2], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("decay", list(DECAYS))
+def test_time_split_without_state(shape, decay):
+    """The split with no initial state (the scan starts from zeros) and mild decays (states that
+    carry across many chunks): outputs and every gradient vs float64, bf16 and fp32."""
+    for dtype in (torch.float32, torch.bfloat16):
+        seed = zlib.crc32(repr(("split0", shape, decay, str(dtype))).encode())
+        check_all(seed, shape, dtype, with_state=False, decay=decay)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["nostate", "state"])
+@pytest.mark.parametrize("N", [16, 64, 128])
+def test_split_combine_matches_torch(dtype, with_state, N):
+    """The split's step 2 on the kernels (chunk log decays, scan over the chunks) against the
+    float64 product of ``chunk_starts``: the starts and the gradients to what the chunks add,
+    to w (steps past the chunks included) and to the initial state."""
+    B, n, chunk, H = 2, 9, 7, 3
+    T = n * chunk + 5  # steps after the last chunk: no share in the starts
+    g = torch.Generator(device="cpu").manual_seed(N + 2 * with_state)
+    added = torch.randn(B, n, H, N, N, generator=g).cuda()
+    # decays from ~0 (w = 2) to ~1 over a chunk (w = -8), so starts carry over many chunks
+    w = (-8.0 + 10.0 * torch.rand(B, T, H, N, generator=g)).to(device="cuda", dtype=dtype)
+    s0 = torch.randn(B, H, N, N, generator=g).cuda() if with_state else None
+    gout = torch.randn(B, n, H, N, N, generator=g).cuda()
+
+    def run(fn, dt):
+        # ours takes w in its dtype; the reference the same values in float64
+        w_in = w.clone() if dt == torch.float32 else w.to(dt)
+        leaves = [added.to(dt, copy=True).requires_grad_(True), w_in.requires_grad_(True)]
+        st = None if s0 is None else s0.to(dt, copy=True).requires_grad_(True)
+        out = fn(leaves[0], leaves[1], n, st)
+        (out.to(torch.float64) * gout.double()).sum().backward()
+        grads = [x.grad for x in leaves] + ([st.grad] if st is not None else [])
+        return [out, *grads]
+
+    ours = run(wkv_cuda_mod._chunk_starts, torch.float32)
+    ref = run(chunk_starts, torch.float64)
+    names = ["starts", "d_added", "dw", "dstate0"]
+    assert ours[2].dtype == dtype and torch.all(ours[2][:, n * chunk :] == 0)
+    errs = {name: rel_err(a, b) for name, a, b in zip(names, ours, ref, strict=False)}
+    bound = 1e-5 if dtype == torch.float32 else 1e-2
+    assert all(torch.isfinite(x).all() for x in ours)
+    assert all(e < bound for e in errs.values()), errs
+
+
+@gpu
+def test_split_combine_propagates_nan():
+    """A NaN decay in one chunk reaches the starts of the later chunks only, and the gradient of
+    w there."""
+    B, n, chunk, H, N = 1, 6, 8, 1, 16
+    added = torch.randn(B, n, H, N, N, device="cuda")
+    w = torch.full((B, n * chunk, H, N), -3.0, device="cuda", requires_grad=True)
+    with torch.no_grad():
+        w[0, 2 * chunk + 3, 0, 4] = float("nan")
+    starts = wkv_cuda_mod._chunk_starts(added, w, n, None)
+    assert torch.isfinite(starts[:, :3]).all()
+    assert torch.isnan(starts[:, 3:, :, 4]).all() and torch.isfinite(starts[:, 3:, :, :4]).all()
+    starts.sum().backward()
+    assert torch.isnan(w.grad[0, 2 * chunk + 3, 0, 4])
 
 
 @gpu

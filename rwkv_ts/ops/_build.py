@@ -58,7 +58,7 @@ def kernel_dir() -> Path:
 def kernel_sources() -> list[Path]:
     """The sources compiled into the extension (binding first)."""
     d = kernel_dir()
-    return [d / "wkv6_binding.cpp", d / "wkv6.cu", d / "wkv6_chunk.cu"]
+    return [d / "wkv6_binding.cpp", d / "wkv6.cu", d / "wkv6_chunk.cu", d / "wkv6_split.cu"]
 
 
 def cache_root() -> Path:

@@ -7,10 +7,12 @@ recurrence is linear in the state, so the sequence can be cut into ``n`` chunks 
 
 1. every chunk runs from a zero state (all chunks side by side): its final state ``Z_c`` is what
    the chunk adds to the state, and ``L_c = sum_t log d_t`` (per key channel) its total decay;
-2. the state at each chunk's start follows in closed form,
+2. the state at each chunk's start follows: ``S_0`` is the initial state and
+   ``S_{c+1} = exp(L_c) S_c + Z_c``, in closed form
    ``S_c = exp(A_c) S_0 + sum_{j<c} exp(A_c - A_{j+1}) Z_j`` with ``A_c = sum_{i<c} L_i``
-   (a masked (n x n) matrix product per key channel, in float64: the exponents are differences
-   of cumulative sums that may be large);
+   (:func:`chunk_starts`: a masked (n x n) matrix product per key channel, in float64, where the
+   exponents are differences of cumulative sums that may be large), or on the GPU as that scan
+   over the chunks in float32 (``kernels/wkv6_split.cu``, :mod:`rwkv_ts.ops.cuda`);
 3. every chunk runs again from its start state, giving the outputs.
 
 That is twice the kernel's arithmetic, but over ``B * H * n`` sequences of ``C`` steps, and
@@ -27,9 +29,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["time_split_chunks", "wkv_time_split"]
+__all__ = ["chunk_starts", "time_split_chunks", "wkv_time_split"]
 
 WkvFn = Callable[..., tuple[Tensor, Tensor]]
+#: ``combine(added, w, n_chunks, state) -> starts``: step 2 (see :func:`chunk_starts`).
+CombineFn = Callable[[Tensor, Tensor, int, "Tensor | None"], Tensor]
 
 #: Splitting pays when the sequences alone leave the GPU idle: at most this many (B * H) ...
 SPLIT_MAX_SEQUENCES = 64
@@ -88,6 +92,7 @@ def wkv_time_split(
     *,
     n_chunks: int,
     inner: WkvFn,
+    combine: CombineFn | None = None,
 ) -> tuple[Tensor, Tensor]:
     """WKV over ``n_chunks`` time chunks run side by side by ``inner``; the contract of
     :func:`rwkv_ts.ops.wkv` (same outputs up to rounding, gradients to every input).
@@ -105,6 +110,9 @@ def wkv_time_split(
         last chunk's state. ``1`` calls ``inner`` once.
     inner : callable
         A WKV back-end ``inner(r, k, v, w, u, state) -> (y, state)`` (e.g. the CUDA kernel).
+    combine : callable, optional
+        Step 2, ``combine(added, w, n_chunks, state) -> starts`` with the shapes of
+        :func:`chunk_starts` (the default; the CUDA back-end passes its kernels' scan).
 
     Returns
     -------
@@ -142,29 +150,8 @@ def wkv_time_split(
     rc, kc, vc, wc = (chunks(x) for x in (r, k, v, w))
     # 1. what each chunk adds to the state from a zero start
     _, added = inner(rc, kc, vc, wc, u, None)
-    added = added.reshape(B, n, H, N, N)
-    # 2. every chunk's start state: exclusive[c] = A_c = sum_{i<c} L_i, inclusive[j] = A_{j+1}
-    # A step with a log decay below -104 zeroes a float32 state (exp underflows), as the kernel
-    # computes it; clamping at -200 (w at log 200) changes no result and bounds the cumulative
-    # sums by 200 T, where float64 differences stay exact to ~1e-9 (and w = inf gives no
-    # inf - inf). The terms have one sign, so their float64 sums cancel nothing.
-    rate_dtype = torch.promote_types(wc.dtype, torch.float32)  # float64 inputs stay float64
-    rate = torch.exp(wc.to(rate_dtype).clamp_max(math.log(200.0)))
-    log_decay = -rate.view(B, n, chunk, H, N).sum(2, dtype=torch.float64)
-    inclusive = torch.cumsum(log_decay, 1)
-    exclusive = torch.cat([torch.zeros_like(inclusive[:, :1]), inclusive[:, :-1]], 1)
-    # (B, c, j, H, N); <= 0 for j < c (clamped: a parallel cumsum need not round monotonically)
-    exponent = (exclusive[:, :, None] - inclusive[:, None, :]).clamp_max(0.0)
-    earlier = torch.ones(n, n, dtype=torch.bool, device=r.device).tril(-1)
-    exponent = exponent.masked_fill(~earlier[None, :, :, None, None], float("-inf"))
-    weights = torch.exp(exponent)
-    # (B, H, i, c, j) @ (B, H, i, j, v) over the chunks, per key channel i; in float64, which
-    # no TF32 setting (torch.set_float32_matmul_precision) rounds to 10 bits
-    starts = torch.matmul(weights.permute(0, 3, 4, 1, 2), added.double().permute(0, 2, 3, 1, 4))
-    starts = starts.permute(0, 3, 1, 2, 4)  # (B, n, H, N_key, N_value)
-    if state is not None:
-        starts = starts + torch.exp(exclusive)[..., None] * state[:, None].double()
-    starts = starts.to(added.dtype)
+    # 2. every chunk's start state
+    starts = (combine or chunk_starts)(added.reshape(B, n, H, N, N), w, n, state)
     # 3. every chunk from its start state
     y, final = inner(rc, kc, vc, wc, u, starts.reshape(B * n, H, N, N))
     y = y.reshape(B, body, H, N)
@@ -173,3 +160,51 @@ def wkv_time_split(
         return y, final
     y_rest, final = inner(r[:, body:], k[:, body:], v[:, body:], w[:, body:], u, final)
     return torch.cat([y, y_rest], dim=1), final
+
+
+def chunk_starts(added: Tensor, w: Tensor, n_chunks: int, state: Tensor | None) -> Tensor:
+    """The state at the start of each of ``n_chunks`` time chunks (step 2 of the split), in
+    PyTorch: a masked matrix product over the chunks in float64.
+
+    Parameters
+    ----------
+    added : Tensor
+        ``(B, n, H, N, N)``: each chunk's final state from a zero start.
+    w : Tensor
+        ``(B, T, H, N)``: the decay parameter; chunk ``c`` is steps ``[c C, (c + 1) C)`` with
+        ``C = T // n``.
+    n_chunks : int
+        ``n``.
+    state : Tensor, optional
+        ``(B, H, N, N)`` initial state; ``None`` means zeros.
+
+    Returns
+    -------
+    Tensor
+        ``(B, n, H, N, N)`` in ``added``'s dtype; differentiable in every input.
+    """
+    B, n, H, N, _ = added.shape
+    chunk = w.shape[1] // n_chunks
+    # exclusive[c] = A_c = sum_{i<c} L_i, inclusive[j] = A_{j+1}
+    # A step with a log decay below -104 zeroes a float32 state (exp underflows), as the kernel
+    # computes it; clamping at -200 (w at log 200) changes no result and bounds the cumulative
+    # sums by 200 T, where float64 differences stay exact to ~1e-9 (and w = inf gives no
+    # inf - inf). The terms have one sign, so their float64 sums cancel nothing.
+    wc = w[:, : n * chunk]
+    rate_dtype = torch.promote_types(wc.dtype, torch.float32)  # float64 inputs stay float64
+    rate = torch.exp(wc.to(rate_dtype).clamp_max(math.log(200.0)))
+    log_decay = -rate.view(B, n, chunk, H, N).sum(2, dtype=torch.float64)
+    inclusive = torch.cumsum(log_decay, 1)
+    exclusive = torch.cat([torch.zeros_like(inclusive[:, :1]), inclusive[:, :-1]], 1)
+    # (B, c, j, H, N); <= 0 for j < c (clamped: a parallel cumsum need not round monotonically)
+    exponent = (exclusive[:, :, None] - inclusive[:, None, :]).clamp_max(0.0)
+    earlier = torch.ones(n, n, dtype=torch.bool, device=w.device).tril(-1)
+    exponent = exponent.masked_fill(~earlier[None, :, :, None, None], float("-inf"))
+    weights = torch.exp(exponent)
+    # (B, H, i, c, j) @ (B, H, i, j, v) over the chunks, per key channel i; in float64, which
+    # no TF32 setting (torch.set_float32_matmul_precision) rounds to 10 bits
+    starts = torch.matmul(weights.permute(0, 3, 4, 1, 2), added.double().permute(0, 2, 3, 1, 4))
+    starts = starts.permute(0, 3, 1, 2, 4)  # (B, n, H, N_key, N_value)
+    if state is not None:
+        starts = starts + torch.exp(exclusive)[..., None] * state[:, None].double()
+    return starts.to(added.dtype)
