@@ -63,6 +63,12 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
     "r4-bs16-d128": ({**_R3, "batch_size": 16, "d_model": 128}, {}),
     "r4-layers3": ({**_R3, "n_layers": 3}, {}),
     "r4-dropout0.2": ({**_R3, "dropout": 0.2}, {}),
+    # round 5 (2026-11-24): preprocessing around the recipe, causal both: exponential smoothing
+    # of the sensors (common for C-MAPSS) and the cycle number as a channel
+    "r5-smooth0.3": (_R3, {"smoothing": 0.3}),
+    "r5-smooth0.1": (_R3, {"smoothing": 0.1}),
+    "r5-cycle": (_R3, {"cycle_feature": True}),
+    "r5-cycle-smooth0.3": (_R3, {"cycle_feature": True, "smoothing": 0.3}),
     "window30": ({"batch_size": 256, "max_epochs": 40, "patience": 8}, {"window": 30}),
     "conditions": ({}, {"condition_features": True}),
 }
@@ -108,6 +114,9 @@ def run(args) -> list[dict]:
             else:
                 y_fit = [y for y, k in zip(prep.y_train, keep, strict=True) if k]
             window = prep.options["window"]
+            # each held-out unit's whole history with the candidate's preprocessing
+            whole = {k: v for k, v in prep_params.items() if k != "window"}
+            history = data.prepare(rul_cap=125, **whole) if whole else full
             for seed in args.seeds:
                 params = dict(reg_params)
                 if args.max_epochs:
@@ -119,7 +128,7 @@ def run(args) -> list[dict]:
                 preds, truths = [], []
                 for unit in dev_units:
                     i = int(np.flatnonzero(full.groups_train == unit)[0])
-                    x = full.X_train[i]
+                    x = history.X_train[i]
                     true_rul = true_all[unit_of_row == unit]
                     points = _eval_points(x, true_rul, args.min_cycles, args.max_rul)
                     if window is None:

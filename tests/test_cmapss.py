@@ -83,6 +83,25 @@ def test_prepare_windows_sensors_and_errors(shared_data_home):
         load_cmapss("FD005", data_home=shared_data_home)
 
 
+def test_prepare_smoothing_and_cycle_channel(shared_data_home):
+    data = load_cmapss("FD001", data_home=shared_data_home)
+    plain = data.prepare()
+    prep = data.prepare(smoothing=0.3, cycle_feature=True)
+    assert prep.channels[-1] == "cycle" and prep.options["smoothing"] == 0.3
+    for raw, x in [(plain.X_train[4], prep.X_train[4]), (plain.X_test[7], prep.X_test[7])]:
+        assert x.shape == (raw.shape[0] + 1, raw.shape[1])
+        np.testing.assert_allclose(x[-1], np.arange(1, raw.shape[1] + 1) / 100.0)
+        # restarted at each unit, then s_t = 0.3 x_t + 0.7 s_{t-1}: causal
+        expected = raw.copy()
+        for t in range(1, raw.shape[1]):
+            expected[:, t] = 0.3 * raw[:, t] + 0.7 * expected[:, t - 1]
+        np.testing.assert_allclose(x[:-1], expected, rtol=1e-12, atol=1e-12)
+    assert data.prepare(smoothing=1.0).X_train[3].tolist() == plain.X_train[3].tolist()
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match=f"smoothing must lie in \\(0, 1\\].*{bad}"):
+            data.prepare(smoothing=bad)
+
+
 def test_missing_and_corrupt_files(tmp_path, shared_data_home):
     with pytest.raises(FileNotFoundError, match="train_FD001.txt not found.*cmapss"):
         load_cmapss("FD001", data_home=tmp_path)

@@ -144,6 +144,8 @@ class CMAPSSData:
         normalise: str | None = "auto",
         window: int | None = None,
         condition_features: bool = False,
+        smoothing: float | None = None,
+        cycle_feature: bool = False,
     ) -> RULData:
         """Instances and targets for :class:`~rwkv_ts.RWKVRegressor`.
 
@@ -165,6 +167,13 @@ class CMAPSSData:
             cycles keep them all).
         condition_features : bool, default False
             Append one indicator channel per operating condition.
+        smoothing : float or None, default None
+            Exponential smoothing of every sensor along each unit's cycles (after the
+            normalisation), ``s_1 = x_1``, ``s_t = a x_t + (1 - a) s_{t-1}`` with ``a =
+            smoothing`` in (0, 1]: causal, so a stream can apply it cycle by cycle.
+        cycle_feature : bool, default False
+            Append the cycle number divided by 100 as a channel (how long the unit has run;
+            every unit, train or test, starts at cycle 1).
 
         Returns
         -------
@@ -194,6 +203,8 @@ class CMAPSSData:
             )
         if window is not None and (not isinstance(window, int | np.integer) or window < 1):
             raise ValueError(f"window must be a positive integer or None, got {window!r}")
+        if smoothing is not None and not 0.0 < float(smoothing) <= 1.0:
+            raise ValueError(f"smoothing must lie in (0, 1] or be None, got {smoothing!r}")
         columns = [f"sensor_{s}" for s in numbers]
         train_x = self.train[columns].to_numpy(dtype=np.float64)
         test_x = self.test[columns].to_numpy(dtype=np.float64)
@@ -210,7 +221,16 @@ class CMAPSSData:
                 train_x[rows] = (train_x[rows] - mean) / std
                 test_rows = groups_te == g
                 test_x[test_rows] = (test_x[test_rows] - mean) / std
+        train_units = self.train["unit"].to_numpy()
+        test_units = self.test["unit"].to_numpy()
+        if smoothing is not None:
+            train_x = _smooth_per_unit(train_x, train_units, float(smoothing))
+            test_x = _smooth_per_unit(test_x, test_units, float(smoothing))
         channels = list(columns)
+        if cycle_feature:
+            train_x = np.hstack([train_x, self.train[["cycle"]].to_numpy(np.float64) / 100.0])
+            test_x = np.hstack([test_x, self.test[["cycle"]].to_numpy(np.float64) / 100.0])
+            channels.append("cycle")
         if condition_features and self.n_conditions > 1:
             eye = np.eye(self.n_conditions)
             train_x = np.hstack([train_x, eye[train_c]])
@@ -218,8 +238,6 @@ class CMAPSSData:
             channels += [f"condition_{k}" for k in range(self.n_conditions)]
 
         rul = self.train_rul(rul_cap).to_numpy()
-        train_units = self.train["unit"].to_numpy()
-        test_units = self.test["unit"].to_numpy()
         X_train, y_train, groups = [], [], []
         for unit in np.unique(train_units):
             rows = train_units == unit
@@ -253,8 +271,22 @@ class CMAPSSData:
                 "normalise": normalise,
                 "window": window,
                 "condition_features": condition_features,
+                "smoothing": smoothing,
+                "cycle_feature": cycle_feature,
             },
         )
+
+
+def _smooth_per_unit(x: np.ndarray, units: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential smoothing of the rows of ``x`` (cycles, in order within each unit), restarted
+    at every unit: ``s_1 = x_1``, ``s_t = alpha x_t + (1 - alpha) s_{t-1}``."""
+    out = np.empty_like(x)
+    starts = np.r_[True, units[1:] != units[:-1]]
+    prev = x[0]
+    for t in range(len(x)):
+        prev = x[t] if starts[t] else alpha * x[t] + (1.0 - alpha) * prev
+        out[t] = prev
+    return out
 
 
 def load_cmapss(name: str, *, data_home: str | os.PathLike[str] | None = None) -> CMAPSSData:
