@@ -124,6 +124,9 @@ def run(args) -> dict:
                 "epochs": reg.n_epochs_,
                 "best_epoch": reg.best_epoch_,
                 "n_parameters": reg.n_parameters_,
+                # per test unit, for the seeds' ensemble in the summary
+                "pred": np.round(np.asarray(pred, dtype=np.float64), 4).tolist(),
+                "truth": prep.y_test.tolist(),
             }
             rows.append(row)
             print(
@@ -181,7 +184,10 @@ def describe_machine(m: dict) -> str:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Mean and spread over seeds per subset."""
+    """Mean and spread over seeds per subset; with the runs' test predictions, also the scores of
+    the seeds' ensemble (the mean of their predictions, one model of ``n_seeds`` members)."""
+    from rwkv_ts.metrics import phm08_score, rmse
+
     summary = {}
     for subset in dict.fromkeys(r["subset"] for r in rows):
         sel = [r for r in rows if r["subset"] == subset]
@@ -192,6 +198,14 @@ def summarize(rows: list[dict]) -> dict:
             }
             for key in ("rmse", "rmse_capped_truth", "score", "fit_seconds")
         } | {"n_seeds": len(sel)}
+        if len(sel) > 1 and all("pred" in r for r in sel):
+            truth = np.asarray(sel[0]["truth"])
+            pred = np.mean([r["pred"] for r in sel], axis=0)
+            summary[subset]["ensemble"] = {
+                "rmse": rmse(truth, pred),
+                "rmse_capped_truth": rmse(np.minimum(truth, RUL_CAP), pred),
+                "score": phm08_score(truth, pred),
+            }
     return summary
 
 
@@ -290,6 +304,22 @@ def markdown(result: dict) -> str:
             f"{v['rmse_capped_truth']['mean']:.2f} | {v['score']['mean']:.0f} ± "
             f"{v['score']['std']:.0f} | {v['fit_seconds']['mean']:.0f} |"
         )
+    summary = result["summary"]
+    ens = {s: summary[s]["ensemble"] for s in subsets if "ensemble" in summary[s]}
+    if ens:
+        lines += [
+            "",
+            "The seeds' ensemble (the mean of the seeds' predictions: one model of that many "
+            "members; the targets below are judged on single models, the mean over seeds):",
+            "",
+            "| subset | members | test RMSE | RMSE vs capped truth | PHM08 score |",
+            "|---|---|---|---|---|",
+        ]
+        for s, e in ens.items():
+            lines.append(
+                f"| {s} | {result['summary'][s]['n_seeds']} | {e['rmse']:.2f} | "
+                f"{e['rmse_capped_truth']:.2f} | {e['score']:.0f} |"
+            )
     lines += ["", *verdict_lines(result), "", *floor_lines(result), ""]
     lines += [
         "## Published test RMSE (not re-run here)",
