@@ -117,6 +117,45 @@ __device__ __forceinline__ void for_row_factors(const float* G, int row, int n0,
         f(c, __expf(row > 0 ? g_prev[c] : 0.f), __expf(-g_t[c]), __expf(g_last[c] - g_t[c]));
 }
 
+// The two chunk products the forward and backward share, on bfloat16 WMMA with float32 results;
+// X and Y are C x N row blocks of pitch pb in shared memory.
+// X^T Y (N x N): this warp's 16 columns into out (pitch pf). The state increment Kd^T V, and the
+// state gradient's Q^T dY.
+template <int N>
+__device__ __forceinline__ void chunk_outer(const bf16* X, const bf16* Y, float* out, int pb,
+                                            int pf, int warp) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fx;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fy;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::load_matrix_sync(fy, Y + warp * 16, pb);
+#pragma unroll
+    for (int ti = 0; ti < N / 16; ++ti) {
+        wmma::fill_fragment(acc, 0.f);
+        wmma::load_matrix_sync(fx, X + ti * 16, pb);
+        wmma::mma_sync(acc, fx, fy, acc);
+        wmma::store_matrix_sync(out + ti * 16 * pf + warp * 16, acc, pf, wmma::mem_row_major);
+    }
+}
+
+// X Y^T (C x C) into out (pitch pa), by one warp. A = Q Kt^T, and dA = dY V^T.
+template <int N>
+__device__ __forceinline__ void chunk_gram(const bf16* X, const bf16* Y, float* out, int pb,
+                                           int pa) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fx;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fy;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+    for (int kk = 0; kk < N / 16; ++kk) {
+        wmma::load_matrix_sync(fx, X + kk * 16, pb);
+        wmma::load_matrix_sync(fy, Y + kk * 16, pb);
+        wmma::mma_sync(acc, fx, fy, acc);
+    }
+    wmma::store_matrix_sync(out, acc, pa, wmma::mem_row_major);
+}
+
 // Blocks per SM the register budget is set for (what the shared memory allows, about).
 template <int N>
 struct MinBlocks {
@@ -250,32 +289,10 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
                 wmma::load_matrix_sync(fb, Sb + kk * 16 * PB + warp * 16, PB);
                 wmma::mma_sync(yacc, fa, fb, yacc);
             }
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fk;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc;
-            wmma::load_matrix_sync(fb, Vb + warp * 16, PB);
-#pragma unroll
-            for (int ti = 0; ti < NTILE; ++ti) {
-                wmma::fill_fragment(sacc, 0.f);
-                wmma::load_matrix_sync(fk, Kd + ti * 16, PB);
-                wmma::mma_sync(sacc, fk, fb, sacc);
-                wmma::store_matrix_sync(dS + ti * 16 * PF + warp * 16, sacc, PF,
-                                        wmma::mem_row_major);
-            }
         }
+        chunk_outer<N>(Kd, Vb, dS, PB, PF, warp);
         if (!slow) {
-            if (warp == 0) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-                wmma::fragment<wmma::accumulator, 16, 16, 16, float> aacc;
-                wmma::fill_fragment(aacc, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < NTILE; ++kk) {
-                    wmma::load_matrix_sync(fa, Q + kk * 16, PB);
-                    wmma::load_matrix_sync(fb, Kt + kk * 16, PB);
-                    wmma::mma_sync(aacc, fa, fb, aacc);
-                }
-                wmma::store_matrix_sync(A32, aacc, PA, wmma::mem_row_major);
-            }
+            if (warp == 0) chunk_gram<N>(Q, Kt, A32, PB, PA);
         } else {
             for (int p = tid; p < C * C; p += NT) {
                 const int t = p / C, s = p % C;
@@ -523,20 +540,7 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
             *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
         }
         __syncthreads();
-        {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fk;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc;
-            wmma::load_matrix_sync(fb, Vb + warp * 16, PB);
-#pragma unroll
-            for (int ti = 0; ti < NTILE; ++ti) {
-                wmma::fill_fragment(sacc, 0.f);
-                wmma::load_matrix_sync(fk, Kd + ti * 16, PB);
-                wmma::mma_sync(sacc, fk, fb, sacc);
-                wmma::store_matrix_sync(dSinc + ti * 16 * PF + warp * 16, sacc, PF,
-                                        wmma::mem_row_major);
-            }
-        }
+        chunk_outer<N>(Kd, Vb, dSinc, PB, PF, warp);
         __syncthreads();
 #pragma unroll
         for (int m = 0; m < SE; ++m)
@@ -647,41 +651,13 @@ __global__ void __launch_bounds__(2 * N, BwdMinBlocks<N>::value)
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> dqacc, dvacc, dkdacc;
         {
             wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fac;
             wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
             wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fbc;
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
             // A = Q Kt^T (warp 0) and dA = dY V^T (the last warp)
-            if (warp == 0) {
-                wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < NTILE; ++kk) {
-                    wmma::load_matrix_sync(fa, Q + kk * 16, PB);
-                    wmma::load_matrix_sync(fbc, Kt + kk * 16, PB);
-                    wmma::mma_sync(acc, fa, fbc, acc);
-                }
-                wmma::store_matrix_sync(A32, acc, PA, wmma::mem_row_major);
-            }
-            if (warp == NW - 1) {
-                wmma::fill_fragment(acc, 0.f);
-#pragma unroll
-                for (int kk = 0; kk < NTILE; ++kk) {
-                    wmma::load_matrix_sync(fa, DYb + kk * 16, PB);
-                    wmma::load_matrix_sync(fbc, Vb + kk * 16, PB);
-                    wmma::mma_sync(acc, fa, fbc, acc);
-                }
-                wmma::store_matrix_sync(dA32, acc, PA, wmma::mem_row_major);
-            }
+            if (warp == 0) chunk_gram<N>(Q, Kt, A32, PB, PA);
+            if (warp == NW - 1) chunk_gram<N>(DYb, Vb, dA32, PB, PA);
             // Q^T dY into dSinc, column block `warp`
-            wmma::load_matrix_sync(fb, DYb + warp * 16, PB);
-#pragma unroll
-            for (int ti = 0; ti < NTILE; ++ti) {
-                wmma::fill_fragment(acc, 0.f);
-                wmma::load_matrix_sync(fac, Q + ti * 16, PB);
-                wmma::mma_sync(acc, fac, fb, acc);
-                wmma::store_matrix_sync(dSinc + ti * 16 * PF + warp * 16, acc, PF,
-                                        wmma::mem_row_major);
-            }
+            chunk_outer<N>(Q, DYb, dSinc, PB, PF, warp);
             // dKd = V dS^T, dQ = dY S_in^T (first part), dV = Kd dS (first part)
             wmma::fill_fragment(dkdacc, 0.f);
             wmma::fill_fragment(dqacc, 0.f);
