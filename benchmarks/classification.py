@@ -26,11 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, command_line, default_data_home, machine, now, write_json  # noqa: E402
 
 
-def _models(seed: int, fcn_epochs: int, max_epochs: int | None = None) -> dict:
+def _models(
+    seed: int, fcn_epochs: int, max_epochs: int | None = None, ensemble_size: int = 0
+) -> dict:
     from rwkv_ts import RWKVClassifier
 
     ours = {} if max_epochs is None else {"max_epochs": max_epochs}
     models = {"RWKVClassifier": lambda: RWKVClassifier(random_state=seed, **ours)}
+    if ensemble_size > 1:
+        models[f"RWKVClassifier (ensemble_size={ensemble_size})"] = lambda: RWKVClassifier(
+            random_state=seed, ensemble_size=ensemble_size, **ours
+        )
     try:
         from sktime.classification.deep_learning import FCNClassifierTorch
         from sktime.classification.kernel_based import RocketClassifier
@@ -78,7 +84,8 @@ def run(args, on_row=None) -> dict:
         X, y = load_classification(name, "train", data_home=home)
         Xt, yt = load_classification(name, "test", data_home=home)
         for seed in args.seeds:
-            for model_name, make in _models(seed, args.fcn_epochs, args.max_epochs).items():
+            models = _models(seed, args.fcn_epochs, args.max_epochs, args.ensemble_size)
+            for model_name, make in models.items():
                 # sktime's MiniRocket resets torch's thread count; every model gets the same
                 _set_threads(args.threads)
                 est = make()
@@ -182,7 +189,7 @@ def markdown(result: dict) -> str:
         + " | ".join(f"**{v:.3f}**" for v in means)
         + " |"
     )
-    ref = models[1] if len(models) > 1 else models[0]
+    ref = next((mo for mo in models if mo.startswith("MiniRocket")), models[0])
     lines += [
         "",
         f"## Times (seconds, summed over data sets) and ratios to {ref}",
@@ -230,6 +237,12 @@ def main() -> None:
     parser.add_argument("--fcn-epochs", type=int, default=100)
     parser.add_argument(
         "--max-epochs", type=int, default=None, help="RWKVClassifier epochs (default: its own)"
+    )
+    parser.add_argument(
+        "--ensemble-size",
+        type=int,
+        default=0,
+        help="also run RWKVClassifier(ensemble_size=N) beside the single model (default: not)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--out", default="classification")

@@ -39,7 +39,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
     ----------
     classes_ : ndarray
         The class labels, sorted (any type ``numpy.unique`` sorts: strings, ints, -1/1 ...).
-    model_ : RWKVSequenceModel
+    model_ : RWKVSequenceModel or SequenceEnsemble
+        The model; a :class:`~rwkv_ts.nn.sequence.SequenceEnsemble` when ``ensemble_size > 1``.
     config_ : SequenceConfig
     channels_ : list of str
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
@@ -48,6 +49,9 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation split),
         ``train_seconds`` and ``skipped_steps`` (see ``on_nonfinite_loss``).
     best_epoch_ : int or None
+        ``history_`` and ``best_epoch_`` are member 0's in an ensemble.
+    member_histories_ : list of list of dict
+        The ``history_`` of every member (one for a single model).
 
     Examples
     --------
@@ -65,6 +69,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
     )
 
     _loss = "cross_entropy"
+    _ensemble_combine = "probability"
 
     def __init__(
         self,
@@ -87,6 +92,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         weight_decay: float = 1e-2,
         patience: int = 20,
         val_fraction: float = 0.0,
+        ensemble_size: int = 1,
         impute: str | None = None,
         id_col: str | None = None,
         time_col: str | None = None,
@@ -118,6 +124,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.val_fraction = val_fraction
+        self.ensemble_size = ensemble_size
         self.impute = impute
         self.id_col = id_col
         self.time_col = time_col

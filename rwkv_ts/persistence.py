@@ -283,6 +283,9 @@ def save_scaled_model(
         "history": est.history_,
         "best_epoch": est.best_epoch_,
         "n_epochs": est.n_epochs_,
+        **(
+            {"member_histories": est.member_histories_} if hasattr(est, "member_histories_") else {}
+        ),
         **(header or {}),
     }
     metadata = {"format": fmt, "rwkv_ts": json.dumps(document)}
@@ -310,7 +313,8 @@ def load_scaled_model(cls, header: dict, tensors: dict[str, torch.Tensor], path:
     try:
         est = cls(**_saved_params(header))
         config = SequenceConfig.from_dict(header["config"])
-        model = RWKVSequenceModel(config)
+        # the sequence estimators build a single model or an ensemble (``ensemble_size``)
+        model = est._new_model(config) if hasattr(est, "_new_model") else RWKVSequenceModel(config)
         _load_state_dict(model, tensors, path)
         mean = tensors["scale.mean"].numpy()
         std = tensors["scale.std"].numpy()
@@ -330,6 +334,8 @@ def load_scaled_model(cls, header: dict, tensors: dict[str, torch.Tensor], path:
     est.history_ = header.get("history", [])
     est.best_epoch_ = header.get("best_epoch")
     est.n_epochs_ = header.get("n_epochs")
+    if hasattr(est, "_new_model"):
+        est.member_histories_ = header.get("member_histories", [est.history_])
     return est
 
 

@@ -53,7 +53,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         + """
     Attributes
     ----------
-    model_ : RWKVSequenceModel
+    model_ : RWKVSequenceModel or SequenceEnsemble
+        The model; a :class:`~rwkv_ts.nn.sequence.SequenceEnsemble` when ``ensemble_size > 1``.
     config_ : SequenceConfig
     channels_ : list of str
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
@@ -62,6 +63,9 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation split),
         ``train_seconds`` and ``skipped_steps`` (see ``on_nonfinite_loss``).
     best_epoch_ : int or None
+        ``history_`` and ``best_epoch_`` are member 0's in an ensemble.
+    member_histories_ : list of list of dict
+        The ``history_`` of every member (one for a single model).
 
     Examples
     --------
@@ -98,6 +102,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         weight_decay: float = 1e-2,
         patience: int = 15,
         val_fraction: float = 0.2,
+        ensemble_size: int = 1,
         impute: str | None = None,
         id_col: str | None = None,
         time_col: str | None = None,
@@ -129,6 +134,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.val_fraction = val_fraction
+        self.ensemble_size = ensemble_size
         self.impute = impute
         self.id_col = id_col
         self.time_col = time_col

@@ -11,6 +11,7 @@ the first sample: token ``j`` covers samples ``j * stride .. j * stride + patch_
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -415,3 +416,86 @@ class RWKVSequenceModel(nn.Module):
         pooled, new_state["pool"] = self.pool.step(self.ln_out(h), ready, state["pool"])
         outputs = self.head(self.head_dropout(pooled))
         return (outputs, new_state["pool"]["count"] > 0), new_state
+
+
+#: How :class:`SequenceEnsemble` combines its members' outputs.
+ENSEMBLE_COMBINES = ("mean", "probability")
+
+
+class SequenceEnsemble(nn.Module):
+    """Several :class:`RWKVSequenceModel` of one configuration read as one model.
+
+    ``combine="mean"`` averages the members' outputs (regression: the mean estimate);
+    ``combine="probability"`` returns ``log(mean_i softmax(z_i))``, whose softmax is the mean of
+    the members' class probabilities (the usual way to ensemble classifiers). Both modes of the
+    members carry over: ``forward`` and ``token_outputs`` over a sequence, ``step`` with a state
+    that holds one member state per member, so a stream of the ensemble equals its batch output.
+
+    Parameters
+    ----------
+    members
+        The trained models; all of the same :class:`SequenceConfig`.
+    combine : {"mean", "probability"}
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig, SequenceEnsemble
+    >>> config = SequenceConfig(n_channels=2, n_outputs=3, patch_len=4, stride=2, d_model=16,
+    ...                         head_size=8, n_layers=1)
+    >>> members = [RWKVSequenceModel(config).eval() for _ in range(3)]
+    >>> ensemble = SequenceEnsemble(members, combine="probability").eval()
+    >>> x = torch.randn(5, 20, 2)
+    >>> mean_proba = torch.stack([m(x).softmax(-1) for m in members]).mean(0)
+    >>> bool(torch.allclose(ensemble(x).softmax(-1), mean_proba, atol=1e-6))
+    True
+    """
+
+    def __init__(self, members: list[RWKVSequenceModel], combine: str = "mean") -> None:
+        super().__init__()
+        if combine not in ENSEMBLE_COMBINES:
+            raise ValueError(f"combine must be one of {ENSEMBLE_COMBINES}, got {combine!r}")
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0].config
+        for i, member in enumerate(members):
+            if member.config != first:
+                raise ValueError(
+                    f"member {i} has configuration {member.config}; member 0 has {first}"
+                )
+        self.members = nn.ModuleList(members)
+        self.combine = combine
+        self.config = first
+
+    def _combined(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(outputs)
+        if self.combine == "mean":
+            return stacked.mean(dim=0)
+        log_proba = torch.log_softmax(stacked, dim=-1)
+        return torch.logsumexp(log_proba, dim=0) - math.log(len(outputs))
+
+    def token_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Combined outputs after every token, (B, P, n_outputs)."""
+        return self._combined([member.token_outputs(x) for member in self.members])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Combined outputs (B, n_outputs), each row read at its last complete patch."""
+        return self._combined([member(x, lengths) for member in self.members])
+
+    def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> dict:
+        """Zero state for ``batch_size`` sequences: one member state per member."""
+        return {
+            str(i): member.init_state(batch_size, device, dtype)
+            for i, member in enumerate(self.members)
+        }
+
+    def step(
+        self, x_t: torch.Tensor, state: dict
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict]:
+        """Take one sample per sequence; see :meth:`RWKVSequenceModel.step`."""
+        outputs, new_state = [], {}
+        for i, member in enumerate(self.members):
+            (out, seen), new_state[str(i)] = member.step(x_t, state[str(i)])
+            outputs.append(out)
+        # the members share the patching, so they complete their first patch together
+        return (self._combined(outputs), seen), new_state
