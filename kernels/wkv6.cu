@@ -9,35 +9,12 @@
 #include <stdint.h>
 
 #include "wkv6.h"
+#include "wkv6_device.cuh"
 
 namespace {
 
-constexpr int CH = 16;         // time steps staged in shared memory per chunk
-constexpr float W_MAX = 40.f;  // w is clamped from above (as the float64 reference does)
+constexpr int CH = 16;  // time steps staged in shared memory per chunk
 
-template <typename T>
-__device__ __forceinline__ float to_f(T x);
-template <>
-__device__ __forceinline__ float to_f<float>(float x) {
-    return x;
-}
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) {
-    return __bfloat162float(x);
-}
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ float from_f<float>(float x) {
-    return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-    return __float2bfloat16(x);
-}
-
-// w clamped from above; a NaN stays NaN (the comparison is false).
-__device__ __forceinline__ float clamp_w(float w) { return w > W_MAX ? W_MAX : w; }
 __device__ __forceinline__ float decay_of(float w) { return expf(-expf(clamp_w(w))); }
 
 // Heads per block: blocks have at least 64 threads.

@@ -21,17 +21,15 @@
 #include <stdint.h>
 
 #include "wkv6.h"
+#include "wkv6_device.cuh"
 
 namespace {
 
 constexpr int C = 16;                   // steps per chunk: one 16-row MMA tile
-constexpr float W_MAX = 40.f;           // w clamped from above, as everywhere else
 constexpr float FAST_MAX_LOG_DECAY = 60.f;  // -g over a chunk's first C-1 steps, fast path
 constexpr float MAX_STEP_LOG_DECAY = 80.f;  // one step's log decay is bounded below by -80
 
 using bf16 = __nv_bfloat16;
-
-__device__ __forceinline__ float clamp_w(float w) { return w > W_MAX ? W_MAX : w; }
 
 constexpr size_t align128(size_t x) { return (x + 127) / 128 * 128; }
 

@@ -12,10 +12,9 @@
 #include <stdint.h>
 
 #include "wkv6.h"
+#include "wkv6_device.cuh"
 
 namespace {
-
-constexpr float W_MAX = 40.f;  // w is clamped from above, as in the WKV kernels (zero gradient)
 
 // Sixteen bytes of w or dw: 8 bfloat16 or 4 float32 values, one vector load or store (the two
 // elementwise kernels are bound by memory; scalar 2-byte accesses leave too few bytes in flight).
@@ -25,21 +24,9 @@ union Vec {
     uint4 raw;
     T x[n];
 };
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ float from_f<float>(float x) {
-    return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-    return __float2bfloat16(x);
-}
 
 // The log decay of one step, -exp(min(w, W_MAX)); a NaN w gives NaN.
-__device__ __forceinline__ float log_decay(float w) { return -expf(w > W_MAX ? W_MAX : w); }
+__device__ __forceinline__ float log_decay(float w) { return -expf(clamp_w(w)); }
 
 constexpr int LD_THREADS = 256;
 

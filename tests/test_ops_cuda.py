@@ -500,15 +500,16 @@ def test_extension_name_changes_with_sources(tmp_path: Path, monkeypatch):
     """Any change of a kernel source or header gives a new extension name (a rebuild)."""
     import shutil
 
-    for src in [*_build.kernel_sources(), _build.kernel_dir() / "wkv6.h"]:
+    for src in [*_build.kernel_sources(), *_build.kernel_headers()]:
         shutil.copy(src, tmp_path / src.name)
     monkeypatch.setattr(_build, "kernel_dir", lambda: tmp_path)
     names = {_build.extension_name((9, 0))}
-    for fname in ("wkv6.cu", "wkv6.h", "wkv6_binding.cpp"):
+    changed = ("wkv6.cu", "wkv6_split.cu", "wkv6.h", "wkv6_device.cuh", "wkv6_binding.cpp")
+    for fname in changed:
         with open(tmp_path / fname, "a") as fh:
             fh.write("\n// changed\n")
         names.add(_build.extension_name((9, 0)))
-    assert len(names) == 4
+    assert len(names) == len(changed) + 1
 
 
 def test_build_lock_times_out_while_held(tmp_path: Path):

@@ -61,6 +61,12 @@ def kernel_sources() -> list[Path]:
     return [d / "wkv6_binding.cpp", d / "wkv6.cu", d / "wkv6_chunk.cu", d / "wkv6_split.cu"]
 
 
+def kernel_headers() -> list[Path]:
+    """The headers the sources include (part of the cache key)."""
+    d = kernel_dir()
+    return [d / "wkv6.h", d / "wkv6_device.cuh"]
+
+
 def cache_root() -> Path:
     """``$RWKV_TS_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/rwkv_ts/kernels`` (``~/.cache``)."""
     env = os.environ.get("RWKV_TS_KERNEL_CACHE")
@@ -80,7 +86,7 @@ def extension_name(capability: tuple[int, int]) -> str:
     import torch
 
     h = hashlib.sha256()
-    for src in [*kernel_sources(), kernel_dir() / "wkv6.h"]:
+    for src in [*kernel_sources(), *kernel_headers()]:
         h.update(src.read_bytes())
     h.update(" ".join((*NVCC_FLAGS, *CXX_FLAGS)).encode())
     torch_v = torch.__version__.split("+")[0].replace(".", "")
