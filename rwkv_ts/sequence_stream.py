@@ -7,13 +7,16 @@ statistics (plus the trailing window of the causal normalisation). New instances
 time. The answer after sample ``t`` equals the estimator's batch answer on the first ``t``
 samples (``predict_proba`` / ``predict`` on that prefix) to float32 rounding.
 
-This is a small stream of the sequence estimators built directly on the modules' ``step``; the
-forecaster's stream design of the streaming issue is meant to take it over.
+The state can be saved (:meth:`SequenceStream.save_state`: safetensors, no pickle) and restored
+in another process on a stream of the same fitted estimator (:meth:`SequenceStream.load_state`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Hashable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,8 +25,13 @@ import torch
 
 from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.validation import DataValidationError, as_real_array
+from rwkv_ts.nn.state import flatten_state, unflatten_state
 
-__all__ = ["SequenceStream"]
+__all__ = ["SEQUENCE_STATE_FORMAT", "SequenceStream"]
+
+#: format tag and version of :meth:`SequenceStream.save_state`
+SEQUENCE_STATE_FORMAT = "rwkv-ts/sequence-stream-state"
+SEQUENCE_STATE_FORMAT_VERSION = 1
 
 
 def _map2(fn, a: dict, b: dict) -> dict:
@@ -88,6 +96,26 @@ class SequenceStream:
         self._states: dict[Hashable, dict] = {}
         self._seen: dict[Hashable, int] = {}
         self._last: dict[Hashable, np.ndarray] = {}
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the model (configuration, weights) and scaler a saved state belongs to."""
+        if self._fingerprint is None:
+            from rwkv_ts.stream.stream import model_fingerprint
+
+            est = self._est
+            self._fingerprint = model_fingerprint(self._model, est.scale_mean_, est.scale_std_)
+        return self._fingerprint
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of the recurrent states of all instances (constant per instance)."""
+        return sum(
+            t.numel() * t.element_size()
+            for state in self._states.values()
+            for t in flatten_state(state).values()
+        )
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -212,3 +240,170 @@ class SequenceStream:
             frame.insert(0, id_name, [key] * len(raw))
             frames.append(frame)
         return pd.concat(frames, ignore_index=True)
+
+    # ------------------------------------------------------------------ state
+    def save_state(self, path: str | os.PathLike | None = None) -> bytes | None:
+        """Save every instance's state (safetensors, no pickle) to ``path`` atomically, or return
+        the bytes.
+
+        The state holds each instance's id, samples seen, latest answer and recurrent state, and
+        the fingerprint of the model it belongs to; :meth:`load_state` restores it on a stream of
+        the same fitted estimator, in any process. Ids must be strings, numbers, booleans,
+        timestamps, ``None`` or tuples of them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from rwkv_ts import RWKVClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(20, 1, 16))
+        >>> clf = RWKVClassifier(d_model=16, head_size=8, n_layers=1, max_epochs=1,
+        ...                      random_state=0).fit(X, [0, 1] * 10)
+        >>> stream = clf.stream()
+        >>> _ = stream.update(X[0].T[:10], id="ecg-1")
+        >>> blob = stream.save_state()
+        >>> restored = clf.stream().load_state(blob)     # e.g. after a restart
+        >>> bool(np.allclose(restored.update(X[0].T[10:], id="ecg-1"),
+        ...                  stream.update(X[0].T[10:], id="ecg-1")))
+        True
+        """
+        from safetensors.torch import save as st_save
+
+        from rwkv_ts._safefile import seal, write_atomic
+        from rwkv_ts.data.serialize import encode_label
+        from rwkv_ts.stream.stream import _digest
+
+        ids, tensors = list(self._states), {}
+        encoded = []
+        for i, key in enumerate(ids):
+            try:
+                encoded.append(encode_label(key))
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"instance id {key!r} ({type(key).__name__}) cannot be saved; use strings, "
+                    "numbers, booleans, timestamps, None or tuples of them"
+                ) from None
+            for name, t in flatten_state(self._states[key]).items():
+                tensors[f"instance.{i}.{name}"] = t.detach().contiguous()
+        n_out = self._est.config_.n_outputs
+        last = np.full((len(ids), n_out), np.nan, dtype=np.float32)
+        for i, key in enumerate(ids):
+            if key in self._last:
+                last[i] = self._last[key]
+        tensors["seen"] = torch.tensor([self._seen[k] for k in ids], dtype=torch.int64)
+        tensors["has_last"] = torch.tensor([k in self._last for k in ids], dtype=torch.bool)
+        tensors["last"] = torch.from_numpy(np.nan_to_num(last))
+        header = {
+            "format_version": SEQUENCE_STATE_FORMAT_VERSION,
+            "sha256": _digest(tensors),
+            "model": self.fingerprint,
+            "estimator": type(self._est).__name__,
+            "ids": encoded,
+        }
+        data = seal(
+            lambda meta: st_save(tensors, metadata=meta),
+            {"format": SEQUENCE_STATE_FORMAT, "rwkv_ts": json.dumps(header)},
+        )
+        if path is None:
+            return data
+        write_atomic(path, data)
+        return None
+
+    def load_state(self, source: bytes | str | os.PathLike) -> SequenceStream:
+        """Replace this stream's instances by those of a state saved with :meth:`save_state`
+        (bytes or a file); returns the stream.
+
+        Raises
+        ------
+        rwkv_ts.stream.StreamStateError
+            Not a sequence-stream state, corrupt or truncated, a newer format, saved from another
+            model (weights, configuration or scaler), or tensors that do not fit this model.
+            The stream is left as it was.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load as st_load
+
+        from rwkv_ts._safefile import check_bytes
+        from rwkv_ts.data.serialize import RecordError, decode_label
+        from rwkv_ts.stream.stream import StreamStateError, _digest
+
+        if isinstance(source, bytes | bytearray | memoryview):
+            data, where = bytes(source), "the state bytes"
+        elif isinstance(source, str | os.PathLike):
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"no stream state file at {path}")
+            data, where = path.read_bytes(), str(path)
+        else:
+            raise TypeError(f"load_state takes bytes or a path, got {type(source).__name__}")
+        _, metadata = check_bytes(data, where, StreamStateError)
+        if metadata.get("format") != SEQUENCE_STATE_FORMAT:
+            raise StreamStateError(
+                f"{where} is not an rwkv-ts sequence-stream state (format "
+                f"{metadata.get('format')!r})"
+            )
+        try:
+            header = json.loads(metadata["rwkv_ts"])
+            version = header["format_version"]
+            ids = [decode_label(v) for v in header["ids"]]
+        except (KeyError, TypeError, ValueError, RecordError) as exc:
+            raise StreamStateError(f"{where}: unreadable stream-state header ({exc!r})") from None
+        if not isinstance(version, int) or version > SEQUENCE_STATE_FORMAT_VERSION:
+            raise StreamStateError(
+                f"{where} has format version {version!r}; this rwkv-ts reads up to "
+                f"{SEQUENCE_STATE_FORMAT_VERSION}"
+            )
+        if header.get("model") != self.fingerprint:
+            raise StreamStateError(
+                f"{where} was saved from a different model (fingerprint "
+                f"{str(header.get('model'))[:12]}…, this stream's model {self.fingerprint[:12]}…): "
+                "a state only continues the model (weights, configuration, scaler) it came from"
+            )
+        try:
+            tensors = st_load(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise StreamStateError(f"{where} is corrupt or truncated: {exc}") from None
+        if header.get("sha256") != _digest(tensors):
+            raise StreamStateError(
+                f"{where} is corrupt: its tensors do not match the checksum saved with them"
+            )
+        n, n_out = len(ids), self._est.config_.n_outputs
+        template = flatten_state(self._model.init_state(1))
+        expected = {f"instance.{i}.{k}": v for i in range(n) for k, v in template.items()}
+        expected.update(
+            seen=torch.zeros(n, dtype=torch.int64),
+            has_last=torch.zeros(n, dtype=torch.bool),
+            last=torch.zeros(n, n_out, dtype=torch.float32),
+        )
+        missing = sorted(set(expected) - set(tensors))
+        unexpected = sorted(set(tensors) - set(expected))
+        if missing or unexpected or len(set(ids)) != n:
+            raise StreamStateError(
+                f"{where} does not match this model's stream: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+                + ("" if len(set(ids)) == n else ", repeated instance ids")
+            )
+        for name, ref in expected.items():
+            got = tensors[name]
+            if got.shape != ref.shape or got.dtype != ref.dtype:
+                raise StreamStateError(
+                    f"{where}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, this model's "
+                    f"stream needs {ref.dtype} {tuple(ref.shape)}"
+                )
+            # (the running max of the pooling starts at -inf: only NaN is corrupt)
+            if got.is_floating_point() and bool(torch.isnan(got).any()):
+                raise StreamStateError(f"{where}: tensor {name!r} holds NaN values")
+        if bool((tensors["seen"] < 0).any()):
+            raise StreamStateError(f"{where}: negative sample counts")
+        states = {
+            key: unflatten_state({k: tensors[f"instance.{i}.{k}"].clone() for k in template})
+            for i, key in enumerate(ids)
+        }
+        self._states = states
+        self._seen = {key: int(tensors["seen"][i]) for i, key in enumerate(ids)}
+        self._last = {
+            key: tensors["last"][i].numpy().copy()
+            for i, key in enumerate(ids)
+            if bool(tensors["has_last"][i])
+        }
+        return self
