@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -365,6 +367,42 @@ def test_stream_state_restores_exactly(trained, digits_data):
     bad = {k: v for k, v in state.items() if k != "model.0.time_mix.wkv"}
     with pytest.raises(ValueError, match="model.0.time_mix.wkv"):
         trained.stream().set_state(bad)
+
+
+def test_stream_state_bytes_round_trip_and_refusals(trained, digits_data):
+    from safetensors.numpy import save as st_save
+
+    from rwkv_ts._safefile import seal
+
+    audio = digits_data[2][1].audio
+    stream = trained.stream()
+    stream.push(audio[:7001])
+    blob = stream.save_state()
+    rest = stream.push_logits(audio[7001:])
+    restored = trained.stream().load_state(blob)
+    np.testing.assert_array_equal(restored.push_logits(audio[7001:]), rest)
+    assert restored.text == stream.text
+
+    target = trained.stream()
+    target.push(audio[:3000])
+    before = target.get_state()
+    flipped = bytearray(blob)
+    flipped[-3] ^= 0xFF
+    with pytest.raises(ValueError, match="checksum|corrupt"):
+        target.load_state(bytes(flipped))
+    other_format = seal(lambda m: st_save({"a": np.zeros(1)}, metadata=m), {"format": "other"})
+    with pytest.raises(ValueError, match="not a speech-stream state"):
+        target.load_state(other_format)
+    foreign = copy.deepcopy(trained)
+    with torch.no_grad():
+        next(foreign.model_.parameters()).add_(1.0)
+    with pytest.raises(ValueError, match="another recogniser"):
+        foreign.stream().load_state(blob)
+    with pytest.raises(TypeError, match="takes bytes"):
+        target.load_state("state.safetensors")
+    after = target.get_state()
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value)
 
 
 def test_save_load_round_trip_and_tampering(trained, digits_data, tmp_path):

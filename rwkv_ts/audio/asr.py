@@ -50,6 +50,8 @@ __all__ = ["ASR_FORMAT", "RWKVSpeechRecognizer", "SpeechStream"]
 
 #: format tag of saved recognisers (see :func:`rwkv_ts.load`)
 ASR_FORMAT = "rwkv-ts/asr"
+#: format tag of :meth:`SpeechStream.save_state`
+ASR_STATE_FORMAT = "rwkv-ts/asr-state"
 
 _MODEL_PARAMS = (
     "patch_len",
@@ -638,6 +640,22 @@ def _load_recognizer(header: dict, tensors: dict[str, torch.Tensor], path: Path)
 # ---------------------------------------------------------------------- the stream
 
 
+def _fingerprint(rec: RWKVSpeechRecognizer) -> str:
+    """SHA-256 of what a stream state belongs to: weights, scaler, front end and vocabulary."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for name, t in sorted(rec.model_.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(np.asarray(rec.scale_mean_, dtype=np.float64).tobytes())
+    digest.update(np.asarray(rec.scale_std_, dtype=np.float64).tobytes())
+    digest.update(json.dumps(rec.frontend_config_.to_dict(), sort_keys=True).encode())
+    digest.update(json.dumps(list(rec.vocabulary_.tokens)).encode())
+    return digest.hexdigest()
+
+
 class SpeechStream:
     """Streaming recognition: push audio chunks as they arrive, get the text they complete.
 
@@ -824,6 +842,36 @@ class SpeechStream:
         """Bytes of the recurrent state (front end buffer, pending frames, blocks' state,
         decoder counters), the text excluded; bounded whatever the recording's length."""
         return sum(v.nbytes for k, v in self.get_state().items() if k != "decoder.text")
+
+    def save_state(self) -> bytes:
+        """The state of :meth:`get_state` as bytes (safetensors, no pickle) with a checksum and
+        the recogniser's fingerprint; :meth:`load_state` restores it on a stream of the same
+        recogniser, in any process."""
+        from safetensors.numpy import save as st_save
+
+        from rwkv_ts._safefile import seal
+
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.get_state().items()}
+        metadata = {"format": ASR_STATE_FORMAT, "model": _fingerprint(self.recognizer)}
+        return seal(lambda meta: st_save(arrays, metadata=meta), metadata)
+
+    def load_state(self, data: bytes) -> SpeechStream:
+        """Restore a state of :meth:`save_state`; corrupt bytes and states of another
+        recogniser raise ``ValueError`` and leave the stream as it was."""
+        from safetensors.numpy import load as st_load
+
+        from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes
+
+        if not isinstance(data, bytes | bytearray):
+            raise TypeError(f"load_state takes bytes, got {type(data).__name__}")
+        _, metadata = check_bytes(bytes(data), "the state bytes", ValueError)
+        if metadata.get("format") != ASR_STATE_FORMAT or CHECKSUM_KEY not in metadata:
+            raise ValueError(
+                f"the state bytes are not a speech-stream state (format {metadata.get('format')!r})"
+            )
+        if metadata.get("model") != _fingerprint(self.recognizer):
+            raise ValueError("the state bytes belong to another recogniser (fingerprint mismatch)")
+        return self.set_state(st_load(bytes(data)))
 
     def __repr__(self) -> str:
         return (
