@@ -215,36 +215,8 @@ def _expected_failed(est) -> dict:
 
 @parametrize_with_checks(
     [
-        RWKVClassifier(
-            patch_len=1,
-            stride=1,
-            d_model=16,
-            head_size=8,
-            n_layers=1,
-            tcn_dilations=(),
-            shift_distances=(1,),
-            max_epochs=30,
-            batch_size=64,
-            learning_rate=1e-2,
-            dropout=0.0,
-            val_fraction=0.0,
-            random_state=0,
-            ensemble_size=2,
-        ),
-        RWKVRegressor(
-            d_model=16,
-            head_size=8,
-            n_layers=1,
-            tcn_dilations=(),
-            shift_distances=(1,),
-            max_epochs=50,
-            batch_size=64,
-            learning_rate=1e-2,
-            dropout=0.0,
-            val_fraction=0.0,
-            random_state=0,
-            ensemble_size=2,
-        ),
+        RWKVClassifier(**test_classifier.SKLEARN_TINY, ensemble_size=2),
+        RWKVRegressor(**test_regressor.SKLEARN_TINY, ensemble_size=2),
     ],
     expected_failed_checks=_expected_failed,
 )

@@ -31,6 +31,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 from torch.utils.data import Dataset
 
+from rwkv_ts.audio._state import fingerprint, state_from_bytes, state_to_bytes
 from rwkv_ts.audio._stepper import TokenStepper
 from rwkv_ts.audio.ctc import (
     CTCLoss,
@@ -641,19 +642,8 @@ def _load_recognizer(header: dict, tensors: dict[str, torch.Tensor], path: Path)
 
 
 def _fingerprint(rec: RWKVSpeechRecognizer) -> str:
-    """SHA-256 of what a stream state belongs to: weights, scaler, front end and vocabulary."""
-    import hashlib
-    import json
-
-    digest = hashlib.sha256()
-    for name, t in sorted(rec.model_.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(np.asarray(rec.scale_mean_, dtype=np.float64).tobytes())
-    digest.update(np.asarray(rec.scale_std_, dtype=np.float64).tobytes())
-    digest.update(json.dumps(rec.frontend_config_.to_dict(), sort_keys=True).encode())
-    digest.update(json.dumps(list(rec.vocabulary_.tokens)).encode())
-    return digest.hexdigest()
+    """What a stream state belongs to: weights, scaler, front end and vocabulary."""
+    return fingerprint(rec, rec.frontend_config_.to_dict(), list(rec.vocabulary_.tokens))
 
 
 class SpeechStream:
@@ -847,31 +837,19 @@ class SpeechStream:
         """The state of :meth:`get_state` as bytes (safetensors, no pickle) with a checksum and
         the recogniser's fingerprint; :meth:`load_state` restores it on a stream of the same
         recogniser, in any process."""
-        from safetensors.numpy import save as st_save
-
-        from rwkv_ts._safefile import seal
-
-        arrays = {k: np.ascontiguousarray(v) for k, v in self.get_state().items()}
-        metadata = {"format": ASR_STATE_FORMAT, "model": _fingerprint(self.recognizer)}
-        return seal(lambda meta: st_save(arrays, metadata=meta), metadata)
+        return state_to_bytes(self.get_state(), ASR_STATE_FORMAT, _fingerprint(self.recognizer))
 
     def load_state(self, data: bytes) -> SpeechStream:
         """Restore a state of :meth:`save_state`; corrupt bytes and states of another
         recogniser raise ``ValueError`` and leave the stream as it was."""
-        from safetensors.numpy import load as st_load
-
-        from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes
-
-        if not isinstance(data, bytes | bytearray):
-            raise TypeError(f"load_state takes bytes, got {type(data).__name__}")
-        _, metadata = check_bytes(bytes(data), "the state bytes", ValueError)
-        if metadata.get("format") != ASR_STATE_FORMAT or CHECKSUM_KEY not in metadata:
-            raise ValueError(
-                f"the state bytes are not a speech-stream state (format {metadata.get('format')!r})"
-            )
-        if metadata.get("model") != _fingerprint(self.recognizer):
-            raise ValueError("the state bytes belong to another recogniser (fingerprint mismatch)")
-        return self.set_state(st_load(bytes(data)))
+        arrays = state_from_bytes(
+            data,
+            ASR_STATE_FORMAT,
+            _fingerprint(self.recognizer),
+            "a speech-stream state",
+            "recogniser",
+        )
+        return self.set_state(arrays)
 
     def __repr__(self) -> str:
         return (

@@ -15,8 +15,6 @@ speech segments (hysteresis, hangover and padding of :mod:`rwkv_ts.audio.segment
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -32,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from rwkv_ts.audio._state import fingerprint, state_from_bytes, state_to_bytes
 from rwkv_ts.audio._stepper import TokenStepper
 from rwkv_ts.audio.features import FrontendConfig, FrontendStream, LogMelFrontend
 from rwkv_ts.audio.io import check_samples, model_signal
@@ -648,15 +647,7 @@ class VADResult:
 
 
 def _fingerprint(det: RWKVVoiceActivityDetector) -> str:
-    digest = hashlib.sha256()
-    for name, t in sorted(det.model_.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(np.asarray(det.scale_mean_, dtype=np.float64).tobytes())
-    digest.update(np.asarray(det.scale_std_, dtype=np.float64).tobytes())
-    digest.update(json.dumps(det.frontend_config_.to_dict(), sort_keys=True).encode())
-    digest.update(json.dumps(det._segmenter_config().to_dict(), sort_keys=True).encode())
-    return digest.hexdigest()
+    return fingerprint(det, det.frontend_config_.to_dict(), det._segmenter_config().to_dict())
 
 
 class VADStream:
@@ -804,28 +795,12 @@ class VADStream:
 
     def save_state(self) -> bytes:
         """The state as bytes (safetensors with a checksum and the detector's fingerprint)."""
-        from safetensors.numpy import save as st_save
-
-        from rwkv_ts._safefile import seal
-
-        arrays = {k: np.ascontiguousarray(v) for k, v in self.get_state().items()}
-        metadata = {"format": VAD_STATE_FORMAT, "model": _fingerprint(self._det)}
-        return seal(lambda meta: st_save(arrays, metadata=meta), metadata)
+        return state_to_bytes(self.get_state(), VAD_STATE_FORMAT, _fingerprint(self._det))
 
     def load_state(self, data: bytes) -> VADStream:
         """Restore a state of :meth:`save_state`; rejects corrupt bytes and states of another
         detector."""
-        from safetensors.numpy import load as st_load
-
-        from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes
-
-        if not isinstance(data, bytes | bytearray):
-            raise TypeError(f"load_state takes bytes, got {type(data).__name__}")
-        _, metadata = check_bytes(bytes(data), "the state bytes", ValueError)
-        if metadata.get("format") != VAD_STATE_FORMAT or CHECKSUM_KEY not in metadata:
-            raise ValueError(
-                f"the state bytes are not a VAD stream state (format {metadata.get('format')!r})"
-            )
-        if metadata.get("model") != _fingerprint(self._det):
-            raise ValueError("the state bytes belong to another detector (fingerprint mismatch)")
-        return self.set_state(st_load(bytes(data)))
+        arrays = state_from_bytes(
+            data, VAD_STATE_FORMAT, _fingerprint(self._det), "a VAD stream state", "detector"
+        )
+        return self.set_state(arrays)

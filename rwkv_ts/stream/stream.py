@@ -76,6 +76,84 @@ def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def write_state(
+    tensors: Mapping[str, torch.Tensor],
+    header: dict,
+    fmt: str,
+    path: str | os.PathLike | None = None,
+) -> bytes | None:
+    """A stream state as sealed safetensors: ``tensors`` plus ``header`` (JSON, with the
+    tensors' SHA-256 added) under format tag ``fmt``; written to ``path`` atomically, or returned
+    as bytes."""
+    header = {**header, "sha256": _digest(tensors)}
+    # The file-level checksum also covers the header (ids, timestamps, fingerprint).
+    data = seal(
+        lambda meta: st_save(dict(tensors), metadata=meta),
+        {"format": fmt, "rwkv_ts": json.dumps(header)},
+    )
+    if path is None:
+        return data
+    write_atomic(path, data)
+    return None
+
+
+def read_state(
+    source: bytes | str | os.PathLike,
+    fmt: str,
+    version: int,
+    fingerprint: str,
+    what: str,
+) -> tuple[dict, dict[str, torch.Tensor], str]:
+    """Read a state of :func:`write_state` and check everything but its contents' fit to the
+    model: return ``(header, tensors, where)``.
+
+    Raises
+    ------
+    StreamStateError
+        Not a state of format ``fmt`` (``what`` names it in the message), corrupt or truncated,
+        of a newer version than ``version``, saved from another model than ``fingerprint``, or
+        tensors that do not match their checksum.
+    FileNotFoundError, TypeError
+        No file at the path; a source that is neither bytes nor a path.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data, where = bytes(source), "the state bytes"
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"no stream state file at {path}")
+        data, where = path.read_bytes(), str(path)
+    else:
+        raise TypeError(f"load_state takes bytes or a path, got {type(source).__name__}")
+    _, metadata = check_bytes(data, where, StreamStateError)
+    if metadata.get("format") != fmt:
+        raise StreamStateError(f"{where} is not {what} (format {metadata.get('format')!r})")
+    try:
+        header = json.loads(metadata["rwkv_ts"])
+        saved_version = header["format_version"]
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise StreamStateError(f"{where}: unreadable stream-state header ({exc!r})") from None
+    if not isinstance(saved_version, int) or saved_version > version:
+        raise StreamStateError(
+            f"{where} has format version {saved_version!r}; this rwkv-ts reads up to {version}"
+        )
+    if header.get("model") != fingerprint:
+        raise StreamStateError(
+            f"{where} was saved from a different model (fingerprint "
+            f"{str(header.get('model'))[:12]}…, this stream's model {fingerprint[:12]}…): "
+            "a state only continues the model (weights, configuration, scaler) it came from"
+        )
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise StreamStateError(f"{where} is corrupt or truncated: {exc}") from None
+    if header.get("sha256") != _digest(tensors):
+        raise StreamStateError(
+            f"{where} is corrupt: its tensors do not match the checksum saved with them"
+        )
+    return header, tensors, where
+
+
 class ForecastStream:
     """Streaming forecasts from a fitted :class:`~rwkv_ts.RWKVForecaster`.
 
@@ -485,21 +563,12 @@ class ForecastStream:
         }
         header = {
             "format_version": STATE_FORMAT_VERSION,
-            "sha256": _digest(tensors),
             "model": self.fingerprint,
             "engine": self.kind,
             "n_lanes": self._engine.n_lanes,
             "registry": self._registry_record(),
         }
-        # The file-level checksum also covers the series registry (ids, last timestamps).
-        data = seal(
-            lambda meta: st_save(tensors, metadata=meta),
-            {"format": STATE_FORMAT, "rwkv_ts": json.dumps(header)},
-        )
-        if path is None:
-            return data
-        write_atomic(path, data)
-        return None
+        return write_state(tensors, header, STATE_FORMAT, path)
 
     def load_state(self, source: bytes | str | os.PathLike) -> ForecastStream:
         """Replace this stream's state by one saved with :meth:`save_state` (bytes or a file).
@@ -510,42 +579,11 @@ class ForecastStream:
             Not a stream state, corrupt or truncated, a newer format, saved from another model
             (weights, configuration or scaler), or inconsistent tensors.
         """
-        if isinstance(source, bytes | bytearray | memoryview):
-            data, where = bytes(source), "the state bytes"
-        elif isinstance(source, str | os.PathLike):
-            path = Path(source)
-            if not path.is_file():
-                raise FileNotFoundError(f"no stream state file at {path}")
-            data, where = path.read_bytes(), str(path)
-        else:
-            raise TypeError(f"load_state takes bytes or a path, got {type(source).__name__}")
-        _, metadata = check_bytes(data, where, StreamStateError)
-        if metadata.get("format") != STATE_FORMAT:
-            raise StreamStateError(
-                f"{where} is not an rwkv-ts stream state (format {metadata.get('format')!r})"
-            )
-        try:
-            header = json.loads(metadata["rwkv_ts"])
-            version = header["format_version"]
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise StreamStateError(f"{where}: unreadable stream-state header ({exc!r})") from None
-        if not isinstance(version, int) or version > STATE_FORMAT_VERSION:
-            raise StreamStateError(
-                f"{where} has format version {version!r}; this rwkv-ts reads up to "
-                f"{STATE_FORMAT_VERSION}"
-            )
-        if header.get("model") != self.fingerprint:
-            raise StreamStateError(
-                f"{where} was saved from a different model (fingerprint "
-                f"{str(header.get('model'))[:12]}…, this stream's model {self.fingerprint[:12]}…): "
-                "a state only continues the model (weights, configuration, scaler) it came from"
-            )
+        header, tensors, where = read_state(
+            source, STATE_FORMAT, STATE_FORMAT_VERSION, self.fingerprint, "an rwkv-ts stream state"
+        )
         if header.get("engine") != self.kind:
             raise StreamStateError(f"{where} holds a {header.get('engine')!r} stream state")
-        try:
-            tensors = st_load(data)
-        except (SafetensorError, ValueError, RuntimeError) as exc:
-            raise StreamStateError(f"{where} is corrupt or truncated: {exc}") from None
         try:
             record = header["registry"]
             n_ids = len(record["series_ids"])
@@ -559,10 +597,6 @@ class ForecastStream:
             raise StreamStateError(
                 f"{where}: {n_lanes} lanes for {n_ids} series of channels {panel.channels}; "
                 f"this model has channels {self.channels}"
-            )
-        if header.get("sha256") != _digest(tensors):
-            raise StreamStateError(
-                f"{where} is corrupt: its tensors do not match the checksum saved with them"
             )
         engine = make_engine(self.model, self.backend)
         engine.add_lanes(n_lanes)
