@@ -308,7 +308,7 @@ class SequenceStream:
             The stream is left as it was.
         """
         from rwkv_ts.data.serialize import RecordError, decode_label
-        from rwkv_ts.stream.stream import StreamStateError, read_state
+        from rwkv_ts.stream.stream import StreamStateError, check_state_tensors, read_state
 
         header, tensors, where = read_state(
             source,
@@ -329,24 +329,10 @@ class SequenceStream:
             has_last=torch.zeros(n, dtype=torch.bool),
             last=torch.zeros(n, n_out, dtype=torch.float32),
         )
-        missing = sorted(set(expected) - set(tensors))
-        unexpected = sorted(set(tensors) - set(expected))
-        if missing or unexpected or len(set(ids)) != n:
-            raise StreamStateError(
-                f"{where} does not match this model's stream: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-                + ("" if len(set(ids)) == n else ", repeated instance ids")
-            )
-        for name, ref in expected.items():
-            got = tensors[name]
-            if got.shape != ref.shape or got.dtype != ref.dtype:
-                raise StreamStateError(
-                    f"{where}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, this model's "
-                    f"stream needs {ref.dtype} {tuple(ref.shape)}"
-                )
-            # (the running max of the pooling starts at -inf: only NaN is corrupt)
-            if got.is_floating_point() and bool(torch.isnan(got).any()):
-                raise StreamStateError(f"{where}: tensor {name!r} holds NaN values")
+        if len(set(ids)) != n:
+            raise StreamStateError(f"{where}: repeated instance ids")
+        # (the running max of the pooling starts at -inf: only NaN is corrupt)
+        check_state_tensors(tensors, expected, where, allow_infinite=True)
         if bool((tensors["seen"] < 0).any()):
             raise StreamStateError(f"{where}: negative sample counts")
         states = {

@@ -154,6 +154,35 @@ def read_state(
     return header, tensors, where
 
 
+def check_state_tensors(
+    tensors: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    where: str,
+    allow_infinite: bool = False,
+) -> None:
+    """``StreamStateError`` unless ``tensors`` has exactly the names of ``expected``, each of its
+    shape and dtype, with no NaN (nor infinities unless ``allow_infinite``)."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise StreamStateError(
+            f"{where} does not match this model's stream: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    for name, ref in expected.items():
+        got = tensors[name]
+        if got.shape != ref.shape or got.dtype != ref.dtype:
+            raise StreamStateError(
+                f"{where}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, this model's "
+                f"stream needs {ref.dtype} {tuple(ref.shape)}"
+            )
+        if got.is_floating_point():
+            bad = torch.isnan(got) if allow_infinite else ~torch.isfinite(got)
+            if bool(bad.any()):
+                kind = "NaN" if allow_infinite else "NaN or infinite"
+                raise StreamStateError(f"{where}: tensor {name!r} holds {kind} values")
+
+
 class ForecastStream:
     """Streaming forecasts from a fitted :class:`~rwkv_ts.RWKVForecaster`.
 
@@ -601,22 +630,7 @@ class ForecastStream:
         engine = make_engine(self.model, self.backend)
         engine.add_lanes(n_lanes)
         expected = {f"engine.{k}": v for k, v in flatten_state(engine.state).items()}
-        missing = sorted(set(expected) - set(tensors))
-        unexpected = sorted(set(tensors) - set(expected))
-        if missing or unexpected:
-            raise StreamStateError(
-                f"{where} does not match this model's stream: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
-        for name, ref in expected.items():
-            got = tensors[name]
-            if got.shape != ref.shape or got.dtype != ref.dtype:
-                raise StreamStateError(
-                    f"{where}: tensor {name!r} is {got.dtype} {tuple(got.shape)}, this model's "
-                    f"stream needs {ref.dtype} {tuple(ref.shape)}"
-                )
-            if got.is_floating_point() and not bool(torch.isfinite(got).all()):
-                raise StreamStateError(f"{where}: tensor {name!r} holds NaN or infinite values")
+        check_state_tensors(tensors, expected, where)
         engine.state = unflatten_state({k[len("engine.") :]: v for k, v in tensors.items()})
         counts = engine.counts().reshape(-1, len(self.channels)) if n_lanes else np.zeros((0, 1))
         if (counts < 0).any() or (counts != counts[:, :1]).any():
