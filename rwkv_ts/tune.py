@@ -339,6 +339,17 @@ def _single_device(estimator: Any) -> dict:
     return {}
 
 
+def _one_member(estimator: Any, params: Mapping[str, Any]) -> dict:
+    """Trials of an ensemble (``ensemble_size > 1``) train one member: the members share the
+    tuned settings, a trial's score and pruning read one training, and the refit trains them
+    all. Nothing when the search space sets the size itself."""
+    names = estimator.get_params()
+    for key in ("ensemble_size", "estimator__ensemble_size"):
+        if names.get(key, 1) != 1 and key not in params:
+            return {key: 1}
+    return {}
+
+
 def _val_loss(est: Any) -> float:
     history = getattr(est, "history_", None)
     if history is None:
@@ -374,7 +385,8 @@ def tune(
     Parameters
     ----------
     estimator : RWKVForecaster, RWKVClassifier, RWKVRegressor (or an sktime adapter)
-        Its parameters outside the search space stay as they are; it is not modified.
+        Its parameters outside the search space stay as they are; it is not modified. An
+        ensemble (``ensemble_size > 1``) is tuned as one member per trial and refitted whole.
     *fit_args, **fit_kwargs
         What ``estimator.fit`` takes: ``y`` for a forecaster, ``X, y`` for a classifier or
         regressor. Pass only data you may tune on: the training and validation part.
@@ -425,7 +437,7 @@ def tune(
         if callable(space):
             trial.set_user_attr("params", params)
         trial.set_user_attr("worker", worker)
-        est = clone(estimator).set_params(**params, **overrides)
+        est = clone(estimator).set_params(**params, **overrides, **_one_member(estimator, params))
         pruning = PruningCallback(trial)
         with training_callbacks(pruning):
             est.fit(*fit_args, **fit_kwargs)

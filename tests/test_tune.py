@@ -263,3 +263,35 @@ def test_tune_a_classifier_on_ecg200(shared_data_home):
     assert result.estimator.predict(X[:5]).shape == (5,)
     best_val = min(h["val_loss"] for h in result.estimator.history_ if "val_loss" in h)
     assert best_val == pytest.approx(result.study.best_value, rel=1e-4)
+
+
+def test_an_ensemble_is_tuned_one_member_per_trial_and_refitted_whole(shared_data_home):
+    from lightning.pytorch.callbacks import Callback
+
+    from rwkv_ts import RWKVRegressor
+    from rwkv_ts.datasets import load_cmapss
+    from rwkv_ts.nn.sequence import SequenceEnsemble
+    from rwkv_ts.training import training_callbacks
+
+    class Count(Callback):
+        n = 0
+
+        def on_train_start(self, trainer, pl_module):
+            Count.n += 1
+
+    prep = load_cmapss("FD001", data_home=shared_data_home).prepare(rul_cap=125)
+    reg = RWKVRegressor(
+        d_model=8, head_size=4, n_layers=1, max_epochs=2, random_state=0, ensemble_size=3
+    )
+    with training_callbacks(Count()):
+        result = tune(
+            reg,
+            prep.X_train[:16],
+            prep.y_train[:16],
+            n_trials=2,
+            search_space=LR_SPACE,
+            groups=prep.groups_train[:16],
+        )
+    assert Count.n == 2 + 3  # one member per trial, then the three of the refit
+    assert isinstance(result.estimator.model_, SequenceEnsemble)
+    assert result.estimator.ensemble_size == 3 and reg.ensemble_size == 3
