@@ -9,6 +9,7 @@ batch answer after every sample.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -269,6 +270,9 @@ class SequenceEstimator(BaseEstimator):
         if self.checkpoint_dir is not None and len(members) > 1:
             for i in range(len(members)):
                 self._member_file(i).unlink(missing_ok=True)
+                # the member's own training folder, empty once its training completed
+                with contextlib.suppress(OSError):
+                    self._member_file(i).with_suffix("").rmdir()
         self.model_ = members[0] if len(members) == 1 else self._new_model(config, members)
         self.config_ = config
         self.channels_ = list(inst.channels)
@@ -324,10 +328,8 @@ class SequenceEstimator(BaseEstimator):
             # the prepared data decide the run with the parameters (scaler, split, targets)
             tag = estimator_tag(self, scaled, targets, train_idx, val_idx)
             if ensemble:
-                from pathlib import Path
-
                 tag["member"] = i
-                checkpoint_dir = Path(checkpoint_dir) / f"ensemble_member_{i}"
+                checkpoint_dir = self._member_file(i).with_suffix("")  # its training folder
                 finished = self._finished_member(i, tag, config)
                 if finished is not None:
                     return finished
