@@ -10,6 +10,7 @@ batch answer after every sample.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -333,6 +334,12 @@ class SequenceEstimator(BaseEstimator):
                 finished = self._finished_member(i, tag, config)
                 if finished is not None:
                     return finished
+        if self.verbose and ensemble:  # the progress bar below counts epochs, not members
+            print(
+                f"{type(self).__name__}: ensemble member {i + 1} of {self.ensemble_size}",
+                file=sys.stderr,
+                flush=True,
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVSequenceModel(config)

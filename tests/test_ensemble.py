@@ -198,6 +198,14 @@ def test_killed_ensemble_fit_resumes_with_the_member_it_was_training(tmp_path):
     assert not list(tmp_path.iterdir())  # cleaned up once fit completes
 
 
+def test_verbose_ensemble_names_the_member_in_training(capsys):
+    X, y = _waves()
+    RWKVClassifier(**{**TINY, "max_epochs": 1}, ensemble_size=2, verbose=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "RWKVClassifier: ensemble member 1 of 2" in err
+    assert "RWKVClassifier: ensemble member 2 of 2" in err
+
+
 def test_ensemble_size_is_validated_and_one_is_a_single_model():
     X, y = _waves()
     for bad in (0, -1, 1.5, True, "3"):
