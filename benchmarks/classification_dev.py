@@ -57,6 +57,11 @@ CONFIGS: dict[str, dict] = {
         "tcn_dilations": (1, 2, 4, 8, 16),
     },
     "p8s4-d128-lr3e-3": {"patch_len": 8, "stride": 4, "d_model": 128, "learning_rate": 3e-3},
+    # round 5 (around the defaults of round 3): how long and in what batches tiny sets train
+    "ep30": {"max_epochs": 30},
+    "ep50": {"max_epochs": 50},
+    "bs16": {"batch_size": 16},
+    "bs16-ep200": {"batch_size": 16, "max_epochs": 200},
 }
 
 
