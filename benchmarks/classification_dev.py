@@ -62,6 +62,9 @@ CONFIGS: dict[str, dict] = {
     "ep50": {"max_epochs": 50},
     "bs16": {"batch_size": 16},
     "bs16-ep200": {"batch_size": 16, "max_epochs": 200},
+    # round 6: the trend of round 5 (30 < 50 < 100 epochs) continued
+    "ep200": {"max_epochs": 200},
+    "ep300": {"max_epochs": 300},
 }
 
 
