@@ -274,7 +274,7 @@ class SequenceEstimator(BaseEstimator):
                 # the member's own training folder, empty once its training completed
                 with contextlib.suppress(OSError):
                     self._member_file(i).with_suffix("").rmdir()
-        self.model_ = members[0] if len(members) == 1 else self._new_model(config, members)
+        self.model_ = self._new_model(config, members)
         self.config_ = config
         self.channels_ = list(inst.channels)
         self.history_ = results[0]["history"]
