@@ -65,6 +65,10 @@ CONFIGS: dict[str, dict] = {
     # round 6: the trend of round 5 (30 < 50 < 100 epochs) continued
     "ep200": {"max_epochs": 200},
     "ep300": {"max_epochs": 300},
+    # round 7: an exponential moving average of the weights (time constant in epochs): the
+    # tiny sets train at batch 2-6, whose last steps are noisy
+    "ema5": {"ema_epochs": 5.0},
+    "ema20": {"ema_epochs": 20.0},
 }
 
 

@@ -26,6 +26,20 @@ from forecast_ett import patching  # noqa: E402
 from rwkv_ts import RWKVForecaster  # noqa: E402
 from rwkv_ts.datasets import load_ett  # noqa: E402
 
+#: round 7 (windowed) and round 8 (streamable): the recipes of forecast_ett.py
+CANDIDATES_R7 = {
+    "d16_auto_b896_lr3e-4_cycle": dict(
+        linear_skip="auto",
+        d_model=16,
+        head_size=16,
+        batch_size=896,
+        learning_rate=3e-4,
+        cycle="auto",
+    ),
+    "stream_d16_b128_cycle": dict(
+        norm="causal", head="last", d_model=16, head_size=16, batch_size=128, cycle="auto"
+    ),
+}
 CANDIDATES = {
     "lr1e-3_do0.1": dict(learning_rate=1e-3, dropout=0.1),
     "lr3e-4_do0.1": dict(learning_rate=3e-4, dropout=0.1),
@@ -54,17 +68,14 @@ CANDIDATES = {
         linear_skip="auto", d_model=16, head_size=16, batch_size=896, learning_rate=3e-4
     ),
     # round 7: the daily cycle removed (residual cycle forecasting, cycle="auto")
-    "d16_auto_b896_lr3e-4_cycle": dict(
-        linear_skip="auto",
-        d_model=16,
-        head_size=16,
-        batch_size=896,
-        learning_rate=3e-4,
-        cycle="auto",
-    ),
-    "stream_d16_b128_cycle": dict(
-        norm="causal", head="last", d_model=16, head_size=16, batch_size=128, cycle="auto"
-    ),
+    **CANDIDATES_R7,
+    # round 9: an exponential moving average of the weights (ema_epochs: its time constant in
+    # epochs) on both configurations of round 7/8
+    **{
+        f"{name}_ema{epochs:g}": CANDIDATES_R7[name] | {"ema_epochs": epochs}
+        for name in CANDIDATES_R7
+        for epochs in (0.5, 2.0)
+    },
     # the streamable configuration (its batch counts lookback windows of its segments)
     "stream_d16_b128": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=128),
     "stream_d16_b896": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=896),

@@ -69,6 +69,9 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
     "r5-smooth0.1": (_R3, {"smoothing": 0.1}),
     "r5-cycle": (_R3, {"cycle_feature": True}),
     "r5-cycle-smooth0.3": (_R3, {"cycle_feature": True, "smoothing": 0.3}),
+    # round 6: an exponential moving average of the weights (time constant in epochs)
+    "r6-ema2": ({**_R3, "ema_epochs": 2.0}, {}),
+    "r6-ema10": ({**_R3, "ema_epochs": 10.0}, {}),
     "window30": ({"batch_size": 256, "max_epochs": 40, "patience": 8}, {"window": 30}),
     "conditions": ({}, {"condition_features": True}),
 }

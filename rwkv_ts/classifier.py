@@ -91,6 +91,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-2,
         patience: int = 20,
+        ema_epochs: float | None = None,
         val_fraction: float = 0.0,
         ensemble_size: int = 1,
         impute: str | None = None,
@@ -123,6 +124,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
         self.impute = impute

@@ -152,6 +152,14 @@ class RWKVForecaster(BaseEstimator):
         Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
         improvement of the validation loss, restoring the best epoch's weights.
+    ema_epochs : float or None, default None
+        Keep an exponential moving average of the weights with a time constant of this many
+        epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
+        fitted model use the averaged weights; training goes on from the live weights.
+        The average smooths out the noise of the last steps, which helps some problems and not
+        others (on the ETT validation parts it did not, see
+        ``benchmarks/results/ett_validation_sweep_round9.md``): compare it on your validation
+        data. ``None`` (the default) keeps the weights as trained.
     val_fraction : float, default 0.2
         Share of each series' windows, at its end, used for validation (chronological, no leakage).
     impute : {None, "linear", "ffill", "zero"}, default None
@@ -238,6 +246,7 @@ class RWKVForecaster(BaseEstimator):
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
         patience: int = 3,
+        ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         impute: str | None = None,
         time_col: str | None = None,
@@ -272,6 +281,7 @@ class RWKVForecaster(BaseEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.impute = impute
         self.time_col = time_col
@@ -408,7 +418,7 @@ class RWKVForecaster(BaseEstimator):
         _check_choice("decay", self.decay, ("data", "static"))
         self._skip_input()
         resolve_cycle(self.cycle, None)  # the value's form; the step is checked at fit
-        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
 
     def _check_fit_memory(self, panel: Panel) -> None:
         # Peak of fit before training: float64 copies of the data, their concatenation for the

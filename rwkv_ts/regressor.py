@@ -101,6 +101,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-2,
         patience: int = 15,
+        ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
         impute: str | None = None,
@@ -133,6 +134,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
         self.impute = impute

@@ -77,6 +77,15 @@ _SHARED_DOC = """
         1: the rule of Fawaz et al. (2019) for deep time-series classifiers, so that a small
         training set (UCR has many of 20-30 instances) still gets about ten optimiser steps per
         epoch instead of one.
+    ema_epochs : float or None, default None
+        Keep an exponential moving average of the weights with a time constant of this many
+        epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
+        fitted model use the averaged weights (the final average without a validation
+        part); training goes on from the live weights.
+        The average smooths out the noise of the last steps, which helps some problems and not
+        others (on the ETT validation parts it did not, see
+        ``benchmarks/results/ett_validation_sweep_round9.md``): compare it on your validation
+        data. ``None`` (the default) keeps the weights as trained.
     val_fraction : float
         Share of the training instances held out for early stopping (split by instance, or by
         ``groups`` when given to ``fit``); 0 trains ``max_epochs`` epochs without validation.
@@ -139,7 +148,7 @@ class SequenceEstimator(BaseEstimator):
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
 
     def _batch_size(self, n_train: int) -> int:
         """The training batch size for ``n_train`` training instances (see ``batch_size``)."""

@@ -46,17 +46,33 @@ class CheckpointWarning(RuntimeWarning):
 NONFINITE_POLICIES = ("raise", "skip")
 
 
-def check_training_settings(on_nonfinite_loss: object, checkpoint_dir: object) -> None:
-    """Validate the fault-handling settings shared by the estimators and :class:`TrainingOptions`.
+def check_training_settings(
+    on_nonfinite_loss: object, checkpoint_dir: object, ema_epochs: object = None
+) -> None:
+    """Validate the training settings shared by the estimators and :class:`TrainingOptions`
+    (fault handling, checkpoints, weight averaging).
 
     Examples
     --------
-    >>> check_training_settings("skip", None)
+    >>> check_training_settings("skip", None, ema_epochs=1.0)
     >>> check_training_settings("ignore", None)
     Traceback (most recent call last):
     ...
     ValueError: on_nonfinite_loss must be one of ('raise', 'skip'), got 'ignore'
+    >>> check_training_settings("raise", None, ema_epochs=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: ema_epochs must be None or a positive finite number of epochs, got 0
     """
+    if ema_epochs is not None and (
+        isinstance(ema_epochs, bool)
+        or not isinstance(ema_epochs, int | float)
+        or not math.isfinite(ema_epochs)
+        or ema_epochs <= 0
+    ):
+        raise ValueError(
+            f"ema_epochs must be None or a positive finite number of epochs, got {ema_epochs!r}"
+        )
     if not isinstance(on_nonfinite_loss, str) or on_nonfinite_loss not in NONFINITE_POLICIES:
         raise ValueError(
             f"on_nonfinite_loss must be one of {NONFINITE_POLICIES}, got {on_nonfinite_loss!r}"
@@ -156,6 +172,10 @@ class TrainingOptions:
     #: never reads a tensor's value on the host (the estimator knows). ``RWKV_TS_CUDA_GRAPH=0``
     #: turns it off everywhere.
     cuda_graph: bool = False
+    #: the time constant, in epochs, of an exponential moving average of the weights (see
+    #: :class:`AveragedWeights`): validation, early stopping and the returned model use the
+    #: averaged weights; ``None`` trains and returns the weights themselves
+    ema_epochs: float | None = None
 
 
 #: Estimator parameters that :func:`options_from` copies into :class:`TrainingOptions` by name.
@@ -171,6 +191,7 @@ _ESTIMATOR_OPTIONS = (
     "log_dir",
     "on_nonfinite_loss",
     "checkpoint_dir",
+    "ema_epochs",
 )
 
 
@@ -225,7 +246,9 @@ class ForecastingSystem(pl.LightningModule):
         self._loss_sum: torch.Tensor | None = None
         self._first_nonfinite: torch.Tensor | None = None
         self._own_steps = 0
-        check_training_settings(options.on_nonfinite_loss, options.checkpoint_dir)
+        check_training_settings(
+            options.on_nonfinite_loss, options.checkpoint_dir, options.ema_epochs
+        )
         if callable(options.loss):
             self.loss_fn = options.loss
         elif options.loss in LOSSES:
@@ -527,6 +550,99 @@ class BestWeights(Callback):
         self.best_state = state_dict["best_state"]
 
 
+class AveragedWeights(Callback):
+    """An exponential moving average of the model's floating-point parameters, updated after
+    every optimiser step; validation (hence early stopping and :class:`BestWeights`) reads the
+    averaged weights, training goes on from the live ones.
+
+    The decay per step is ``exp(-1 / (epochs * steps_per_epoch))``: the average forgets with a
+    time constant of ``epochs`` epochs whatever the data size and batch, so one setting serves a
+    30-instance data set and a 60,000-window one. Until the average holds that many steps it is
+    the plain mean of the steps so far (the decay of step ``n`` is at most ``n / (n + 1)``), so
+    the weights before training do not linger in it.
+
+    The live weights are swapped out for the average at the start of each validation and back at
+    its end, in place (the tensors keep their storage, as a replayed CUDA graph needs), after
+    :class:`BestWeights` has copied them: register this callback after it. Without validation
+    (``final=True``) the average replaces the weights when training ends. The update runs on the
+    device without reading anything back to the host.
+
+    Examples
+    --------
+    >>> averaged = AveragedWeights(epochs=1.0, steps_per_epoch=10)
+    >>> round(averaged.decay, 4)
+    0.9048
+    """
+
+    def __init__(self, epochs: float, steps_per_epoch: int, final: bool = False) -> None:
+        self.epochs = float(epochs)
+        self.decay = math.exp(-1.0 / (self.epochs * max(int(steps_per_epoch), 1)))
+        self.final = final
+        self.n_updates = 0
+        self.average: list[torch.Tensor] | None = None
+        self._live: list[torch.Tensor] | None = None
+        self._swapped = False
+
+    @staticmethod
+    def _weights(pl_module: pl.LightningModule) -> list[torch.Tensor]:
+        return [p.data for p in pl_module.model.parameters() if p.is_floating_point()]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        weights = self._weights(pl_module)
+        if self.average is None:
+            self.average = [w.detach().clone() for w in weights]
+        else:  # resumed from a checkpoint (its tensors arrive on the CPU)
+            self.average = [
+                a.to(w.device, w.dtype) for a, w in zip(self.average, weights, strict=True)
+            ]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        n = self.n_updates
+        decay = min(self.decay, n / (n + 1))
+        torch._foreach_lerp_(self.average, self._weights(pl_module), 1.0 - decay)
+        self.n_updates = n + 1
+
+    def _swap_in(self, pl_module: pl.LightningModule) -> None:
+        if self.average is None or self._swapped or self.n_updates == 0:
+            return
+        weights = self._weights(pl_module)
+        self._live = [w.clone() for w in weights]
+        torch._foreach_copy_(weights, self.average)
+        self._swapped = True
+
+    def _swap_out(self, pl_module: pl.LightningModule) -> None:
+        if not self._swapped:
+            return
+        torch._foreach_copy_(self._weights(pl_module), self._live)
+        self._live = None
+        self._swapped = False
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._swap_in(pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._swap_out(pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._swap_out(pl_module)
+        if self.final and self.average is not None and self.n_updates > 0:
+            torch._foreach_copy_(self._weights(pl_module), self.average)
+
+    def state_dict(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "decay": self.decay,
+            "n_updates": self.n_updates,
+            "average": None if self.average is None else list(self.average),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.n_updates = int(state_dict["n_updates"])
+        average = state_dict["average"]
+        self.average = None if average is None else list(average)
+
+
 class _RandomState(Callback):
     """Carries the random state that decides the rest of a training through a checkpoint: the
     shuffling generator, the global torch generator (dropout; CUDA's too when in use) and
@@ -669,6 +785,7 @@ def _fingerprint(
         "loss": loss_name,
         "on_nonfinite_loss": options.on_nonfinite_loss,
         "keep_initial": options.keep_initial,
+        "ema_epochs": options.ema_epochs,
         "accelerator": str(options.accelerator),
         "devices": repr(options.devices),
         "n_train": len(train_data),
@@ -809,7 +926,7 @@ def train_model(
     another run, or one that fails its checks, is not used: a :class:`CheckpointWarning` says
     why, and training starts from the beginning. The file is deleted when training completes.
     """
-    check_training_settings(options.on_nonfinite_loss, options.checkpoint_dir)
+    check_training_settings(options.on_nonfinite_loss, options.checkpoint_dir, options.ema_epochs)
     generator = torch.Generator()
     if options.random_state is not None:
         generator.manual_seed(options.random_state)
@@ -840,6 +957,11 @@ def train_model(
             EarlyStopping(monitor="val_loss", patience=options.patience, mode="min"),
             best,
         ]
+    if options.ema_epochs is not None:
+        # after BestWeights: the averaged weights are swapped back out once it has copied them
+        callbacks.append(
+            AveragedWeights(options.ema_epochs, len(train_loader), final=val_loader is None)
+        )
     plugins: list = []
     ckpt_path = None
     if options.checkpoint_dir is not None:

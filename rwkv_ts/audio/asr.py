@@ -196,6 +196,15 @@ class RWKVSpeechRecognizer(BaseEstimator):
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         AdamW with warm-up and cosine decay; early stopping on the validation CTC loss (per
         label), keeping the best epoch's weights.
+    ema_epochs : float or None, default None
+        Keep an exponential moving average of the weights with a time constant of this many
+        epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
+        fitted model use the averaged weights (the final average without a validation
+        part); training goes on from the live weights.
+        The average smooths out the noise of the last steps, which helps some problems and not
+        others (on the ETT validation parts it did not, see
+        ``benchmarks/results/ett_validation_sweep_round9.md``): compare it on your validation
+        data. ``None`` (the default) keeps the weights as trained.
     val_fraction : float, default 0.1
         Share of the training utterances held out for early stopping when ``fit`` gets no
         validation utterances; 0 trains ``max_epochs`` epochs without validation.
@@ -268,6 +277,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-4,
         patience: int = 5,
+        ema_epochs: float | None = None,
         val_fraction: float = 0.1,
         random_state: int | None = None,
         accelerator: str = "auto",
@@ -299,6 +309,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.random_state = random_state
         self.accelerator = accelerator
@@ -312,7 +323,7 @@ class RWKVSpeechRecognizer(BaseEstimator):
     def _check_params(self) -> None:
         from rwkv_ts.training import check_training_settings
 
-        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
         for name in ("sample_rate", "patch_len", "stride", "max_epochs", "batch_size", "patience"):
             _positive_int(name, getattr(self, name))
         if self.stride > self.patch_len:

@@ -173,6 +173,15 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         Crops drawn per epoch, as a multiple of the training audio's length over ``crop_s``.
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         AdamW, warm-up and cosine decay; early stopping on the validation loss (best weights).
+    ema_epochs : float or None, default None
+        Keep an exponential moving average of the weights with a time constant of this many
+        epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
+        fitted model use the averaged weights (the final average without a validation
+        part); training goes on from the live weights.
+        The average smooths out the noise of the last steps, which helps some problems and not
+        others (on the ETT validation parts it did not, see
+        ``benchmarks/results/ett_validation_sweep_round9.md``): compare it on your validation
+        data. ``None`` (the default) keeps the weights as trained.
     val_fraction : float, default 0.1
         Share of the training streams held out for early stopping when ``fit`` gets no
         ``validation``; 0 trains ``max_epochs`` epochs.
@@ -260,6 +269,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-2,
         patience: int = 5,
+        ema_epochs: float | None = None,
         val_fraction: float = 0.1,
         onset: float = 0.5,
         offset: float = 0.35,
@@ -294,6 +304,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.onset = onset
         self.offset = offset
@@ -333,7 +344,7 @@ class RWKVVoiceActivityDetector(BaseEstimator):
     def _check_params(self) -> None:
         from rwkv_ts.training import check_training_settings
 
-        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir)
+        check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
         for name in ("max_epochs", "batch_size", "patience", "d_model", "n_layers"):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:

@@ -40,7 +40,7 @@ class RWKVSktimeForecaster(BaseForecaster):
         passed to ``fit`` (then ``fh`` is required in ``fit``).
     lookback, patch_len, stride, d_model, n_layers, head_size, ffn_mult, shift_distances, \
 tcn_dilations, decay, norm, head, dropout, max_epochs, batch_size, learning_rate, \
-weight_decay, patience, val_fraction, random_state, accelerator, devices, log_dir, \
+weight_decay, patience, ema_epochs, val_fraction, random_state, accelerator, devices, log_dir, \
 on_nonfinite_loss, checkpoint_dir
         As in :class:`rwkv_ts.RWKVForecaster`. Every series needs ``lookback + horizon``
         observations.
@@ -106,6 +106,7 @@ on_nonfinite_loss, checkpoint_dir
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         patience: int = 3,
+        ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         random_state: int | None = None,
         accelerator: str = "auto",
@@ -134,6 +135,7 @@ on_nonfinite_loss, checkpoint_dir
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.random_state = random_state
         self.accelerator = accelerator
@@ -169,6 +171,7 @@ on_nonfinite_loss, checkpoint_dir
         "learning_rate",
         "weight_decay",
         "patience",
+        "ema_epochs",
         "val_fraction",
         "random_state",
         "accelerator",
