@@ -223,8 +223,15 @@ def test_a_model_that_cannot_be_captured_trains_eagerly():
 
 
 @gpu
-def test_forecaster_fit_with_and_without_the_graph(etth1_slice, monkeypatch):
-    settings_ = TINY | {"dropout": 0.0, "accelerator": "gpu", "linear_skip": False}
+@pytest.mark.parametrize("ema_epochs", [None, 0.5], ids=["live", "averaged"])
+def test_forecaster_fit_with_and_without_the_graph(etth1_slice, monkeypatch, ema_epochs):
+    # averaged: the weight average is updated after each replayed step as after each eager one
+    settings_ = TINY | {
+        "dropout": 0.0,
+        "accelerator": "gpu",
+        "linear_skip": False,
+        "ema_epochs": ema_epochs,
+    }
     monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "1")
     graphed = RWKVForecaster(**settings_).fit(etth1_slice)
     monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "0")

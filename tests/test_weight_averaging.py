@@ -1,6 +1,7 @@
 """Weight averaging (``ema_epochs``): the returned weights are the exponential moving average of
 the weights after every optimiser step, validation and early stopping read that average, a killed
-fit resumes to the same average, and the own (CUDA-graph) step averages as Lightning's does."""
+fit resumes to the same average, and the own step averages as Lightning's does (the replayed CUDA
+graph against the eager step: ``test_training_step.py``, on a GPU)."""
 
 from __future__ import annotations
 
@@ -183,20 +184,3 @@ def test_decay_follows_the_time_constant_in_epochs():
     for steps in (1, 7, 500):
         averaged = AveragedWeights(epochs=2.0, steps_per_epoch=steps)
         assert averaged.decay**steps == pytest.approx(math.exp(-0.5))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
-def test_replayed_graph_averages_as_the_eager_step(etth1_slice, monkeypatch):
-    params = TINY | {"dropout": 0.0, "accelerator": "gpu", "linear_skip": False, "ema_epochs": 0.5}
-    monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "1")
-    graphed = RWKVForecaster(**params).fit(etth1_slice)
-    monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "0")
-    eager = RWKVForecaster(**params).fit(etth1_slice)
-    np.testing.assert_allclose(
-        [h["val_loss"] for h in graphed.history_],
-        [h["val_loss"] for h in eager.history_],
-        rtol=1e-3,
-    )
-    a = graphed.predict()[graphed.channels_].to_numpy()
-    b = eager.predict()[eager.channels_].to_numpy()
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
