@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import math
+import numbers
 import os
 import time
 import warnings
@@ -66,7 +67,7 @@ def check_training_settings(
     """
     if ema_epochs is not None and (
         isinstance(ema_epochs, bool)
-        or not isinstance(ema_epochs, int | float)
+        or not isinstance(ema_epochs, numbers.Real)
         or not math.isfinite(ema_epochs)
         or ema_epochs <= 0
     ):

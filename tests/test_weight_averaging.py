@@ -179,6 +179,12 @@ def test_bad_ema_epochs_is_refused_naming_the_value(bad):
         train_model(nn.Linear(6, 1), _regression(32, 0), None, _options(ema_epochs=bad))
 
 
+def test_numpy_numbers_are_accepted():
+    y = _series()
+    est = RWKVForecaster(**(FC | {"max_epochs": 2}), ema_epochs=np.float32(1.5)).fit(y)
+    assert est.get_params()["ema_epochs"] == np.float32(1.5)
+
+
 def test_decay_follows_the_time_constant_in_epochs():
     # the same time constant forgets per epoch alike whatever the steps per epoch
     for steps in (1, 7, 500):
