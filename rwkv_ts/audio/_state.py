@@ -13,12 +13,10 @@ import numpy as np
 def fingerprint(est: Any, *settings: Any) -> str:
     """SHA-256 of a fitted estimator's weights (``model_``) and scaler (``scale_mean_``,
     ``scale_std_``) and of JSON-able ``settings`` (front-end configuration, vocabulary ...)."""
+    from rwkv_ts.stream.stream import update_with_weights
+
     digest = hashlib.sha256()
-    for name, t in sorted(est.model_.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(np.asarray(est.scale_mean_, dtype=np.float64).tobytes())
-    digest.update(np.asarray(est.scale_std_, dtype=np.float64).tobytes())
+    update_with_weights(digest, est.model_, est.scale_mean_, est.scale_std_)
     for item in settings:
         digest.update(json.dumps(item, sort_keys=True).encode())
     return digest.hexdigest()

@@ -37,6 +37,18 @@ class StreamStateError(ValueError):
     or saved from another model or configuration."""
 
 
+def update_with_weights(
+    digest: Any, model: torch.nn.Module, scale_mean: np.ndarray, scale_std: np.ndarray
+) -> None:
+    """Feed ``digest`` (a ``hashlib`` hash) a model's weights (by name, in name order) and its
+    scaler: the part every stream fingerprint shares."""
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(np.asarray(scale_mean, dtype=np.float64).tobytes())
+    digest.update(np.asarray(scale_std, dtype=np.float64).tobytes())
+
+
 def model_fingerprint(
     model: torch.nn.Module,
     scale_mean: np.ndarray,
@@ -57,11 +69,7 @@ def model_fingerprint(
     """
     digest = hashlib.sha256()
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    digest.update(np.asarray(scale_mean, dtype=np.float64).tobytes())
-    digest.update(np.asarray(scale_std, dtype=np.float64).tobytes())
+    update_with_weights(digest, model, scale_mean, scale_std)
     if cycle_profile is not None:
         digest.update(b"cycle")
         digest.update(np.asarray(cycle_profile, dtype=np.float64).tobytes())
