@@ -33,32 +33,6 @@ using bf16 = __nv_bfloat16;
 
 constexpr size_t align128(size_t x) { return (x + 127) / 128 * 128; }
 
-// Shared-memory layout of one block (one (b, h)). Row pitches keep every 16x16 tile 32-byte
-// aligned as WMMA requires (and every 8-element row segment 16-byte aligned for vector access)
-// and shift consecutive rows across banks.
-template <int N>
-struct Layout {
-    static constexpr int PF = N + 4;   // float32 rows
-    static constexpr int PB = N + 8;   // bfloat16 rows
-    static constexpr int PA = C + 4;   // float32 A rows
-    static constexpr int PAB = C + 8;  // bfloat16 A rows
-    static constexpr size_t dS = 0;                                       // float [N][PF]
-    static constexpr size_t sb = dS + align128(sizeof(float) * N * PF);   // bf16 [N][PB]
-    static constexpr size_t g = sb + align128(sizeof(bf16) * N * PB);     // float [C][N]
-    static constexpr size_t y32 = g + align128(sizeof(float) * C * N);    // float [C][PF]
-    static constexpr size_t a32 = y32 + align128(sizeof(float) * C * PF);  // float [C][PA]
-    static constexpr size_t ab = a32 + align128(sizeof(float) * C * PA);   // bf16 [C][PAB]
-    static constexpr size_t tile = align128(sizeof(bf16) * C * PB);        // bf16 [C][PB]:
-    static constexpr size_t rb = ab + align128(sizeof(bf16) * C * PAB);   // r
-    static constexpr size_t kb = rb + tile;                               // k
-    static constexpr size_t vb = kb + tile;                               // v
-    static constexpr size_t q = vb + tile;                                // r_t e^{g_{t-1}}
-    static constexpr size_t kt = q + tile;                                // k_s e^{-g_s}
-    static constexpr size_t kd = kt + tile;                               // k_s e^{g_{C-1} - g_s}
-    static constexpr size_t dec = kd + tile;                              // float [N]
-    static constexpr size_t bytes = dec + align128(sizeof(float) * N);
-};
-
 union Pack8 {  // eight bfloat16 values, one 16-byte load or store
     uint4 raw;
     bf16 h[8];
@@ -154,144 +128,248 @@ __device__ __forceinline__ void chunk_gram(const bf16* X, const bf16* Y, float* 
     wmma::store_matrix_sync(out, acc, pa, wmma::mem_row_major);
 }
 
-// Blocks per SM the register budget is set for (what the shared memory allows, about).
+// ---------------------------------------------------------------------------------------------
+// Forward. The state lives in tensor-core accumulators: warp w keeps rows [16w, 16w+16) of the
+// transposed state S^T (value channel j by key channel i), as N/8 m16n8 float32 accumulator
+// tiles, and everything per chunk is a product on mma.sync m16n8k16 (bfloat16 in, float32 out):
+//   y^T   = S_in^T Q^T + V^T A^T,          A = Q Kt^T (strictly lower),
+//   S_out^T = S_in^T diag(e^{g_{C-1}}) + V^T Kd.
+// The accumulator layout of m16n8 tiles is the A-operand layout of the next product (two tiles
+// side by side), so S_in^T feeds y^T from registers, and A's accumulator is the B operand of
+// V^T A^T as it stands: the state never goes through shared memory, and A needs no trip there
+// on the fast path. Each warp computes A itself (8 small products at N = 64) instead of waiting
+// for one warp to share it. Per chunk a block meets twice at a barrier (three more on a steep
+// chunk, which takes the exact path as in the backward).
+// ---------------------------------------------------------------------------------------------
+
+// The 32-bit shared-memory address of p (ldmatrix takes one).
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Four 8x8 bfloat16 tiles of shared memory into fragments; lane l gives the address of a row of
+// tile l / 8. With trans, each tile arrives transposed.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&d)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&d)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+                 : "r"(smem_u32(p)));
+}
+
+// c += a b on one m16n8k16 tile: a the 16x16 row-major operand, (b0, b1) the 16x8 column-major
+// one, c float32. Lane l (g = l / 4, q = l % 4) holds c[0], c[1] at row g, columns 2q, 2q + 1,
+// and c[2], c[3] at row g + 8.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 2^x on the special-function unit, subnormal results flushed to zero (what __expf costs five
+// instructions more for, outside -use_fast_math).
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+constexpr float LOG2E = 1.4426950408889634f;
+
+// row_log_decay in base 2 (log2 d = -exp(w) log2 e, bounded below by -80 log2 e; a NaN stays
+// NaN), branch-free: the rows past the end were loaded as zeros and get 0.
+__device__ __forceinline__ void row_log2_decay(const Pack8& pw, bool live, float* gl) {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+        const float ld = -ex2(clamp_w(__bfloat162float(pw.h[c])) * LOG2E) * LOG2E;
+        const float lo = -MAX_STEP_LOG_DECAY * LOG2E;
+        gl[c] = live ? (ld < lo ? lo : ld) : 0.f;
+    }
+}
+
+// Two floats as a bfloat16 pair, lo in the low half (the lower column of a fragment).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&p);
+}
+
+// Shared memory of one forward block (one (b, h)). bfloat16 rows of N + 8 put the eight rows of
+// an ldmatrix tile on distinct banks; float32 rows of y of N + 4 do the same for the
+// accumulators' scattered stores.
 template <int N>
-struct MinBlocks {
-    static constexpr int value = N >= 128 ? 1 : (N >= 64 ? 4 : 8);
+struct FwdLayout {
+    static constexpr int PB = N + 8;
+    static constexpr int PY = N + 4;
+    static constexpr int PA = C + 1;
+    static constexpr int NW = N / 16;
+    static constexpr size_t tile = align128(sizeof(bf16) * C * PB);  // bf16 [C][PB]
+    static constexpr size_t q = 0;                                   // r_t e^{g_{t-1}}
+    static constexpr size_t kt = q + tile;                           // k_s e^{-g_s}
+    static constexpr size_t kd = kt + tile;                          // k_s e^{g_{C-1} - g_s}
+    static constexpr size_t vb = kd + tile;                          // v
+    static constexpr size_t rb = vb + tile;                          // r (exact path)
+    static constexpr size_t kb = rb + tile;                          // k (exact path)
+    static constexpr size_t y32 = kb + tile;                         // float [C][PY]
+    static constexpr size_t g = y32 + align128(sizeof(float) * C * PY);  // float [C][N] (exact)
+    static constexpr size_t a32 = g + align128(sizeof(float) * C * N);   // float [C][PA] (exact)
+    static constexpr size_t dec = a32 + align128(sizeof(float) * C * PA);  // float [N]
+    static constexpr size_t bonus = dec + align128(sizeof(float) * N);  // float [2][C][NW]
+    static constexpr size_t bytes = bonus + align128(sizeof(float) * 2 * C * NW);
 };
 
-// One block of 2N threads (N/16 warps) per (b, h). Thread t owns 8 consecutive channels
-// [n0, n0+8) of one step row of the chunk (2N threads x 8 = C x N), loaded as one 16-byte vector
-// per input while the previous chunk is computed, and NN/(2N) elements of the float32 state in
-// registers. Warp w owns columns [16w, 16w+16) of y.
+// Blocks per SM the register budget is set for (128 registers a thread at N = 16 to 64).
 template <int N>
-__global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
+struct FwdMinBlocks {
+    static constexpr int value = N >= 128 ? 1 : 1024 / (2 * N * 2);
+};
+
+// One block of 2N threads (N/16 warps) per (b, h), two roles per thread:
+// - loader: step row `row` = lane % 16 of the chunk, channels [n0, n0 + 8) with
+//   n0 = 8 (2 w + lane / 16): one 16-byte vector per input, the next chunk's in flight while
+//   this one is computed; the cumulative log decay is a scan across the 16 lanes of a half-warp;
+// - product: warp w owns value channels [16w, 16w + 16): its rows of S^T, y^T and V^T.
+template <int N>
+__global__ void __launch_bounds__(2 * N, FwdMinBlocks<N>::value)
     wkv6_fwd_chunk_kernel(int T_, int H, const bf16* __restrict__ r, const bf16* __restrict__ k,
                           const bf16* __restrict__ v, const bf16* __restrict__ w,
                           const float* __restrict__ u, const float* __restrict__ s0,
                           bf16* __restrict__ y, float* __restrict__ sT) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    using namespace nvcuda;
-    using L = Layout<N>;
+    using L = FwdLayout<N>;
     constexpr int NT = 2 * N;
-    constexpr int NW = NT / 32;
-    constexpr int NTILE = N / 16;
-    constexpr int RL = N / 8;          // threads per step row
-    constexpr int SE = N * N / NT;     // state elements per thread
-    constexpr int PF = L::PF, PB = L::PB, PA = L::PA, PAB = L::PAB;
-    static_assert(NW == NTILE && RL * C == NT, "one warp per 16 columns, one vector per thread");
+    constexpr int NW = L::NW;
+    constexpr int NI = N / 8;  // accumulator tiles of a warp's S^T rows (8 key channels each)
+    constexpr int PB = L::PB, PY = L::PY, PA = L::PA;
+    constexpr unsigned FULL = 0xffffffffu;
     extern __shared__ __align__(128) unsigned char smem[];
-    float* dS = reinterpret_cast<float*>(smem + L::dS);
-    bf16* Sb = reinterpret_cast<bf16*>(smem + L::sb);
-    float* G = reinterpret_cast<float*>(smem + L::g);
-    float* Y32 = reinterpret_cast<float*>(smem + L::y32);
-    float* A32 = reinterpret_cast<float*>(smem + L::a32);
-    bf16* Ab = reinterpret_cast<bf16*>(smem + L::ab);
-    bf16* Rb = reinterpret_cast<bf16*>(smem + L::rb);
-    bf16* Kb = reinterpret_cast<bf16*>(smem + L::kb);
-    bf16* Vb = reinterpret_cast<bf16*>(smem + L::vb);
     bf16* Q = reinterpret_cast<bf16*>(smem + L::q);
     bf16* Kt = reinterpret_cast<bf16*>(smem + L::kt);
     bf16* Kd = reinterpret_cast<bf16*>(smem + L::kd);
+    bf16* Vb = reinterpret_cast<bf16*>(smem + L::vb);
+    bf16* Rb = reinterpret_cast<bf16*>(smem + L::rb);
+    bf16* Kb = reinterpret_cast<bf16*>(smem + L::kb);
+    float* Y32 = reinterpret_cast<float*>(smem + L::y32);
+    float* G = reinterpret_cast<float*>(smem + L::g);
+    float* A32 = reinterpret_cast<float*>(smem + L::a32);
     float* Dec = reinterpret_cast<float*>(smem + L::dec);
+    float* Bonus = reinterpret_cast<float*>(smem + L::bonus);
 
     const int tid = threadIdx.x;
-    const int warp = tid / 32;
-    const int row = tid / RL;          // the step of the chunk this thread loads and writes
-    const int n0 = (tid % RL) * 8;     // its first channel
+    const int lane = tid & 31, warp = tid >> 5;
+    const int row = lane & 15;
+    const int n0 = (2 * warp + (lane >> 4)) * 8;
+    const int j0 = 16 * warp;
+    const int fg = lane >> 2, fq = lane & 3;  // fragment row group and column pair
     const int bh = blockIdx.x;
     const int b = bh / H, h = bh % H;
-    const size_t rs = (size_t)H * N;  // stride of one time step
+    const size_t rs = (size_t)H * N;
     const size_t base = (size_t)b * T_ * rs + (size_t)h * N + n0;
     const size_t sbase = (size_t)bh * N * N;
 
-    // state elements of this thread: column sj, rows si + 2m (element tid + NT m of the row-major
-    // state, NT = 2N)
-    const int si = tid / N, sj = tid % N;
-    float S[SE];
+    // S^T tile p: c[e] at value channel j0 + fg + 8 (e / 2), key channel 8p + 2fq + e % 2
+    float S[NI][4];
 #pragma unroll
-    for (int m = 0; m < SE; ++m) {
-        S[m] = s0 != nullptr ? s0[sbase + (size_t)(si + 2 * m) * N + sj] : 0.f;
-        Sb[(si + 2 * m) * PB + sj] = __float2bfloat16(S[m]);
-    }
+    for (int p = 0; p < NI; ++p)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int i = 8 * p + 2 * fq + (e & 1), j = j0 + fg + 8 * (e >> 1);
+            S[p][e] = s0 != nullptr ? s0[sbase + (size_t)i * N + j] : 0.f;
+        }
     float uu[8];
 #pragma unroll
     for (int c = 0; c < 8; ++c) uu[c] = u[h * N + n0 + c];
 
-    Pack8 pr, pk, pv, pw;  // the next chunk's row, in flight while this one is computed
+    // ldmatrix row addresses: [n][k]-stored tiles (Q, Kt; V read transposed as V^T) and
+    // [k][n]-stored ones read transposed (Kd)
+    const int ld_nk = ((lane & 7) + ((lane >> 4) << 3)) * PB + ((lane >> 3) & 1) * 8;
+    const int ld_kn = (lane & 15) * PB + (lane >> 4) * 8;
+
+    // offset of this thread's row, advanced C steps a chunk (one 64-bit add for all inputs)
+    const size_t chunk_stride = (size_t)C * rs;
+    size_t in_off = base + (size_t)row * rs, out_off = in_off;
+    Pack8 pr, pk, pv, pw;
     auto fetch = [&](int t0) {
         pr.raw = pk.raw = pv.raw = make_uint4(0u, 0u, 0u, 0u);
         pw.raw = pr.raw;  // rows past the end: zeros, and no decay (they are not "live")
         if (t0 + row < T_) {
-            const size_t idx = base + (size_t)(t0 + row) * rs;
-            pr.raw = *reinterpret_cast<const uint4*>(r + idx);
-            pk.raw = *reinterpret_cast<const uint4*>(k + idx);
-            pv.raw = *reinterpret_cast<const uint4*>(v + idx);
-            pw.raw = *reinterpret_cast<const uint4*>(w + idx);
+            pr.raw = *reinterpret_cast<const uint4*>(r + in_off);
+            pk.raw = *reinterpret_cast<const uint4*>(k + in_off);
+            pv.raw = *reinterpret_cast<const uint4*>(v + in_off);
+            pw.raw = *reinterpret_cast<const uint4*>(w + in_off);
         }
+        in_off += chunk_stride;
     };
     fetch(0);
 
-    for (int t0 = 0; t0 < T_; t0 += C) {
+    int par = 0;
+    for (int t0 = 0; t0 < T_; t0 += C, par ^= 1, out_off += chunk_stride) {
         const bool live = t0 + row < T_;
-        __syncthreads();  // the previous chunk is consumed
-        // 1. stage this thread's row; its bonus scalar a = sum_i r_i u_i k_i over the row
         const Pack8 cr = pr, ck = pk, cv = pv;
-        float a = 0.f;
-        bool slow = false;
+        float gl[8];  // log2 decays, then their cumulative sums g (base 2) from the chunk start
+        row_log2_decay(pw, live, gl);
+        if (t0 + C < T_) fetch(t0 + C);
+        // 1. the row's share of the bonus scalar a = sum_i r_i u_i k_i; g by a scan over the
+        //    half-warp's 16 steps; the factored operands of the row
+        float a = 0.f, nonfinite = 0.f;
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
-            const float rv = __bfloat162float(cr.h[c]), kv = __bfloat162float(ck.h[c]);
-            const float vv = __bfloat162float(cv.h[c]);
-            a = fmaf(rv * uu[c], kv, a);
-            slow |= !isfinite(vv);
+            a = fmaf(__bfloat162float(cr.h[c]) * uu[c], __bfloat162float(ck.h[c]), a);
+            nonfinite = fmaf(__bfloat162float(cv.h[c]), 0.f, nonfinite);  // NaN once one is
         }
+        bool slow = nonfinite != nonfinite;
+        a += __shfl_xor_sync(FULL, a, 16);
 #pragma unroll
-        for (int off = RL / 2; off > 0; off /= 2) a += __shfl_xor_sync(0xffffffffu, a, off);
-        *reinterpret_cast<uint4*>(Rb + row * PB + n0) = cr.raw;
-        *reinterpret_cast<uint4*>(Kb + row * PB + n0) = ck.raw;
-        *reinterpret_cast<uint4*>(Vb + row * PB + n0) = cv.raw;
-        float gl[8];
-        row_log_decay(pw, live, gl);
-        *reinterpret_cast<float4*>(G + row * N + n0) = make_float4(gl[0], gl[1], gl[2], gl[3]);
-        *reinterpret_cast<float4*>(G + row * N + n0 + 4) = make_float4(gl[4], gl[5], gl[6], gl[7]);
-        if (t0 + C < T_) fetch(t0 + C);
-        __syncthreads();
-        // 2. cumulative log decay per key channel; is the factored A safe for this chunk?
-        slow |= chunk_scan<N>(G, Dec, tid);
-        slow = __syncthreads_or(slow);
-        // 3. the factored operands of this thread's row
-        {
-            Pack8 pq, pkd, pkt;
-            for_row_factors<N>(G, row, n0, [&](int c, float eprev, float ecur, float elast) {
-                const float rv = __bfloat162float(cr.h[c]), kv = __bfloat162float(ck.h[c]);
-                pq.h[c] = __float2bfloat16(rv * eprev);
-                pkd.h[c] = __float2bfloat16(kv * elast);
-                pkt.h[c] = __float2bfloat16(kv * ecur);
-            });
-            *reinterpret_cast<uint4*>(Q + row * PB + n0) = pq.raw;
-            *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
-            if (!slow) *reinterpret_cast<uint4*>(Kt + row * PB + n0) = pkt.raw;
-        }
-        __syncthreads();
-        // 4. y from the chunk's start state, Q (C x N) . S_in (N x N), this warp's columns;
-        //    the state's increment Kd^T V (N x C by C x N) into dS; A (fast path: Q Kt^T)
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> yacc;
-        wmma::fill_fragment(yacc, 0.f);
-        {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+        for (int off = 1; off < C; off *= 2)
 #pragma unroll
-            for (int kk = 0; kk < NTILE; ++kk) {
-                wmma::load_matrix_sync(fa, Q + kk * 16, PB);
-                wmma::load_matrix_sync(fb, Sb + kk * 16 * PB + warp * 16, PB);
-                wmma::mma_sync(yacc, fa, fb, yacc);
+            for (int c = 0; c < 8; ++c) {
+                const float x = __shfl_up_sync(FULL, gl[c], off, 16);
+                if (row >= off) gl[c] += x;
             }
+        // Q = r e^{g_{t-1}} from the previous row's e^{g}; Kt = k e^{-g}; Kd = Kt e^{g_{C-1}}
+        // (exact on the fast path, where e^{-g} stays finite through row C-2; row C-1 is k)
+        Pack8 pq, pkt, pkd;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+            const float eg = ex2(gl[c]);
+            const float eprev = __shfl_up_sync(FULL, eg, 1, 16);
+            const float elast = __shfl_sync(FULL, eg, C - 1, 16);
+            if (row == C - 2) slow |= -gl[c] > FAST_MAX_LOG_DECAY * LOG2E;
+            const float rv = __bfloat162float(cr.h[c]), kv = __bfloat162float(ck.h[c]);
+            const float kt = kv * ex2(-gl[c]);
+            pq.h[c] = __float2bfloat16(row > 0 ? rv * eprev : rv);
+            pkt.h[c] = __float2bfloat16(kt);
+            pkd.h[c] = __float2bfloat16(row < C - 1 ? kt * elast : kv);
         }
-        chunk_outer<N>(Kd, Vb, dS, PB, PF, warp);
-        if (!slow) {
-            if (warp == 0) chunk_gram<N>(Q, Kt, A32, PB, PA);
-        } else {
+        *reinterpret_cast<uint4*>(Q + row * PB + n0) = pq.raw;
+        *reinterpret_cast<uint4*>(Kt + row * PB + n0) = pkt.raw;
+        *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
+        *reinterpret_cast<uint4*>(Vb + row * PB + n0) = cv.raw;
+        if (row == C - 1) {
+#pragma unroll
+            for (int c = 0; c < 8; ++c) Dec[n0 + c] = ex2(gl[c]);
+        }
+        float* bonus = Bonus + par * C * NW;  // two buffers: the output step reads the other
+        if (lane < 16) bonus[row * NW + warp] = a;
+        slow = __syncthreads_or(slow);
+        if (slow) {  // Kd per element; A per element, in float32, from the unfactored decays
+            Pack8 pkd_exact;
+#pragma unroll
+            for (int c = 0; c < 8; ++c) {
+                const float last = __shfl_sync(FULL, gl[c], C - 1, 16);
+                pkd_exact.h[c] = __float2bfloat16(__bfloat162float(ck.h[c]) * ex2(last - gl[c]));
+            }
+            *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd_exact.raw;
+            *reinterpret_cast<uint4*>(Rb + row * PB + n0) = cr.raw;
+            *reinterpret_cast<uint4*>(Kb + row * PB + n0) = ck.raw;
+            *reinterpret_cast<float4*>(G + row * N + n0) = make_float4(gl[0], gl[1], gl[2], gl[3]);
+            *reinterpret_cast<float4*>(G + row * N + n0 + 4) =
+                make_float4(gl[4], gl[5], gl[6], gl[7]);
+            __syncthreads();
             for (int p = tid; p < C * C; p += NT) {
                 const int t = p / C, s = p % C;
                 float acc = 0.f;
@@ -300,42 +378,70 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
                     for (int n = 0; n < N; ++n)
                         acc = fmaf(
                             __bfloat162float(Rb[t * PB + n]) * __bfloat162float(Kb[s * PB + n]),
-                            __expf(G[(t - 1) * N + n] - G[s * N + n]), acc);
+                            ex2(G[(t - 1) * N + n] - G[s * N + n]), acc);
                 }
                 A32[t * PA + s] = acc;
             }
-        }
-        __syncthreads();
-        // 5. S_out = diag(e^{g_{C-1}}) S_in + dS, and its bfloat16 copy; A's strict lower part
-        {
-            const float* dsp = dS + si * PF + sj;
-            bf16* sbp = Sb + si * PB + sj;
-#pragma unroll
-            for (int m = 0; m < SE; ++m) {
-                S[m] = fmaf(Dec[si + 2 * m], S[m], dsp[2 * m * PF]);
-                sbp[2 * m * PB] = __float2bfloat16(S[m]);
-            }
-        }
-        if (!slow) {
-            for (int p = tid; p < C * C; p += NT) {
-                const int t = p / C, s = p % C;
-                Ab[t * PAB + s] = __float2bfloat16(s < t ? A32[t * PA + s] : 0.f);  // select: no NaN
-            }
             __syncthreads();
-            // 6. y within the chunk: A (C x C) . V (C x N)
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, Ab, PAB);
-            wmma::load_matrix_sync(fb, Vb + warp * 16, PB);
-            wmma::mma_sync(yacc, fa, fb, yacc);
         }
-        wmma::store_matrix_sync(Y32 + warp * 16, yacc, PF, wmma::mem_row_major);
+        // 2. y^T = S_in^T Q^T (+ V^T A^T on the fast path); A = Q Kt^T
+        float yacc[2][4] = {}, aacc[2][4] = {};
+#pragma unroll
+        for (int kk = 0; kk < N / 16; ++kk) {
+            uint32_t qf[4];  // Q rows 0-7 / 8-15 by key channels 16kk + 0-7 / 8-15
+            ldsm_x4(qf, Q + ld_nk + 16 * kk);
+            const uint32_t sa[4] = {pack_bf16(S[2 * kk][0], S[2 * kk][1]),
+                                    pack_bf16(S[2 * kk][2], S[2 * kk][3]),
+                                    pack_bf16(S[2 * kk + 1][0], S[2 * kk + 1][1]),
+                                    pack_bf16(S[2 * kk + 1][2], S[2 * kk + 1][3])};
+            mma_bf16(yacc[0], sa, qf[0], qf[1]);
+            mma_bf16(yacc[1], sa, qf[2], qf[3]);
+            if (!slow) {
+                uint32_t kf[4];
+                ldsm_x4(kf, Kt + ld_nk + 16 * kk);
+                const uint32_t qa[4] = {qf[0], qf[2], qf[1], qf[3]};
+                mma_bf16(aacc[0], qa, kf[0], kf[1]);
+                mma_bf16(aacc[1], qa, kf[2], kf[3]);
+            }
+        }
+        uint32_t vf[4];  // V^T, this warp's value channels by the chunk's steps
+        ldsm_x4_trans(vf, Vb + ld_nk + j0);
+        if (!slow) {
+            // A's accumulator is A^T's B operand: aacc[h] holds steps t = fg (c0, c1) and
+            // fg + 8 (c2, c3) by s = 8h + 2fq (+1). Strictly lower by select (a NaN in a
+            // masked place stays out).
+            const bool lo0 = 2 * fq < fg, lo1 = 2 * fq + 1 < fg;
+            mma_bf16(yacc[0], vf, pack_bf16(lo0 ? aacc[0][0] : 0.f, lo1 ? aacc[0][1] : 0.f), 0u);
+            mma_bf16(yacc[1], vf, pack_bf16(aacc[0][2], aacc[0][3]),
+                     pack_bf16(lo0 ? aacc[1][2] : 0.f, lo1 ? aacc[1][3] : 0.f));
+        }
+        // 3. S^T = S^T diag(e^{g_{C-1}}) + V^T Kd
+#pragma unroll
+        for (int kk = 0; kk < N / 16; ++kk) {
+            uint32_t df[4];  // Kd by key channels 16kk + 0-7 (df[0..1]) and 8-15 (df[2..3])
+            ldsm_x4_trans(df, Kd + ld_kn + 16 * kk);
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                float* sp = S[2 * kk + hh];
+                const float2 d = *reinterpret_cast<const float2*>(Dec + 16 * kk + 8 * hh + 2 * fq);
+                sp[0] *= d.x, sp[1] *= d.y, sp[2] *= d.x, sp[3] *= d.y;
+                mma_bf16(S[2 * kk + hh], vf, df[2 * hh], df[2 * hh + 1]);
+            }
+        }
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                Y32[(8 * nt + 2 * fq + (e & 1)) * PY + j0 + fg + 8 * (e >> 1)] = yacc[nt][e];
         __syncthreads();
-        // 7. this thread's row of y, plus the bonus term (and, on the exact path, A V) in float32
+        // 4. this thread's row of y, plus the bonus term (and, on the exact path, A V) in float32
         if (live) {
-            Pack8 py;
             float yv[8];
-            load8(Y32 + row * PF + n0, yv);
+            load8(Y32 + row * PY + n0, yv);
+            float at = 0.f;
+#pragma unroll
+            for (int q = 0; q < NW; ++q) at += bonus[row * NW + q];
+            Pack8 py;
 #pragma unroll
             for (int c = 0; c < 8; ++c) {
                 float acc = yv[c];
@@ -344,13 +450,19 @@ __global__ void __launch_bounds__(2 * N, MinBlocks<N>::value)
                     for (int s = 0; s < row; ++s)
                         acc = fmaf(A32[row * PA + s], __bfloat162float(Vb[s * PB + n0 + c]), acc);
                 }
-                py.h[c] = __float2bfloat16(fmaf(a, __bfloat162float(cv.h[c]), acc));
+                py.h[c] = __float2bfloat16(fmaf(at, __bfloat162float(cv.h[c]), acc));
             }
-            *reinterpret_cast<uint4*>(y + base + (size_t)(t0 + row) * rs) = py.raw;
+            *reinterpret_cast<uint4*>(y + out_off) = py.raw;
         }
+        if (slow) __syncthreads();  // the exact path's reads of Vb and A32 are done
     }
 #pragma unroll
-    for (int m = 0; m < SE; ++m) sT[sbase + (size_t)(si + 2 * m) * N + sj] = S[m];
+    for (int p = 0; p < NI; ++p)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int i = 8 * p + 2 * fq + (e & 1), j = j0 + fg + 8 * (e >> 1);
+            sT[sbase + (size_t)i * N + j] = S[p][e];
+        }
 #endif
 }
 
@@ -358,7 +470,7 @@ template <int N>
 int launch_fwd_chunk(int B, int T_, int H, const void* r, const void* k, const void* v,
                      const void* w, const float* u, const float* s0, void* y, float* sT,
                      cudaStream_t st) {
-    constexpr size_t bytes = Layout<N>::bytes;
+    constexpr size_t bytes = FwdLayout<N>::bytes;
     auto kern = wkv6_fwd_chunk_kernel<N>;
     cudaError_t err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(bytes));
