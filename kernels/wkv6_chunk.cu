@@ -192,6 +192,16 @@ __device__ __forceinline__ void row_log2_decay(const Pack8& pw, bool live, float
     }
 }
 
+// 16 bytes global -> shared without a register on the way; zeros where !pred (nothing is read).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool pred) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(pred ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() {
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
 // Two floats as a bfloat16 pair, lo in the low half (the lower column of a fragment).
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
@@ -211,21 +221,24 @@ struct FwdLayout {
     static constexpr size_t q = 0;                                   // r_t e^{g_{t-1}}
     static constexpr size_t kt = q + tile;                           // k_s e^{-g_s}
     static constexpr size_t kd = kt + tile;                          // k_s e^{g_{C-1} - g_s}
-    static constexpr size_t vb = kd + tile;                          // v
-    static constexpr size_t rb = vb + tile;                          // r (exact path)
-    static constexpr size_t kb = rb + tile;                          // k (exact path)
+    static constexpr size_t vb = kd + tile;                          // v, two chunks
+    static constexpr size_t stage = vb + 2 * tile;                   // r, k, w of two chunks
+    static constexpr size_t kb = stage + 6 * tile;                   // k (exact path)
+    static constexpr size_t rb = kt;  // r (exact path, which leaves Kt unused)
     static constexpr size_t y32 = kb + tile;                         // float [C][PY]
-    static constexpr size_t g = y32 + align128(sizeof(float) * C * PY);  // float [C][N] (exact)
-    static constexpr size_t a32 = g + align128(sizeof(float) * C * N);   // float [C][PA] (exact)
+    static constexpr size_t g = y32;  // float [C][N] (exact path, read before y is written)
+    static constexpr size_t a32 = y32 + align128(sizeof(float) * C * PY);  // float [C][PA]
     static constexpr size_t dec = a32 + align128(sizeof(float) * C * PA);  // float [N]
     static constexpr size_t bonus = dec + align128(sizeof(float) * N);  // float [2][C][NW]
-    static constexpr size_t bytes = bonus + align128(sizeof(float) * 2 * C * NW);
+    static constexpr size_t uf = bonus + align128(sizeof(float) * 2 * C * NW);  // float [N]
+    static constexpr size_t bytes = uf + align128(sizeof(float) * N);
 };
 
-// Blocks per SM the register budget is set for (128 registers a thread at N = 16 to 64).
+// Blocks per SM the register budget is set for: 102 registers a thread at N = 16 to 64 (5
+// blocks of 4 warps at N = 64), what the kernel needs without spilling.
 template <int N>
 struct FwdMinBlocks {
-    static constexpr int value = N >= 128 ? 1 : 1024 / (2 * N * 2);
+    static constexpr int value = N >= 128 ? 1 : 65536 / (2 * N * 100);
 };
 
 // One block of 2N threads (N/16 warps) per (b, h), two roles per thread:
@@ -258,6 +271,9 @@ __global__ void __launch_bounds__(2 * N, FwdMinBlocks<N>::value)
     float* A32 = reinterpret_cast<float*>(smem + L::a32);
     float* Dec = reinterpret_cast<float*>(smem + L::dec);
     float* Bonus = reinterpret_cast<float*>(smem + L::bonus);
+    float* U = reinterpret_cast<float*>(smem + L::uf);
+    bf16* Stage = reinterpret_cast<bf16*>(smem + L::stage);  // [chunk parity][r, k, w][C][PB]
+    constexpr int TILE = static_cast<int>(L::tile / sizeof(bf16));
 
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
@@ -280,42 +296,51 @@ __global__ void __launch_bounds__(2 * N, FwdMinBlocks<N>::value)
             const int i = 8 * p + 2 * fq + (e & 1), j = j0 + fg + 8 * (e >> 1);
             S[p][e] = s0 != nullptr ? s0[sbase + (size_t)i * N + j] : 0.f;
         }
-    float uu[8];
-#pragma unroll
-    for (int c = 0; c < 8; ++c) uu[c] = u[h * N + n0 + c];
+    for (int i = tid; i < N; i += NT) U[i] = u[h * N + i];
+    __syncthreads();
 
     // ldmatrix row addresses: [n][k]-stored tiles (Q, Kt; V read transposed as V^T) and
     // [k][n]-stored ones read transposed (Kd)
     const int ld_nk = ((lane & 7) + ((lane >> 4) << 3)) * PB + ((lane >> 3) & 1) * 8;
     const int ld_kn = (lane & 15) * PB + (lane >> 4) * 8;
 
-    // offset of this thread's row, advanced C steps a chunk (one 64-bit add for all inputs)
+    // this thread's row of the next chunk goes straight to shared memory (cp.async, one chunk
+    // ahead); the offset advances C steps a chunk (one 64-bit add for all inputs)
     const size_t chunk_stride = (size_t)C * rs;
     size_t in_off = base + (size_t)row * rs, out_off = in_off;
-    Pack8 pr, pk, pv, pw;
-    auto fetch = [&](int t0) {
-        pr.raw = pk.raw = pv.raw = make_uint4(0u, 0u, 0u, 0u);
-        pw.raw = pr.raw;  // rows past the end: zeros, and no decay (they are not "live")
-        if (t0 + row < T_) {
-            pr.raw = *reinterpret_cast<const uint4*>(r + in_off);
-            pk.raw = *reinterpret_cast<const uint4*>(k + in_off);
-            pv.raw = *reinterpret_cast<const uint4*>(v + in_off);
-            pw.raw = *reinterpret_cast<const uint4*>(w + in_off);
-        }
+    const int my = row * PB + n0;
+    auto fetch = [&](int t0, int into) {
+        const bool ok = t0 + row < T_;  // rows past the end: zeros, and no decay (not "live")
+        bf16* st = Stage + into * 3 * TILE + my;
+        cp_async16(st, ok ? r + in_off : r, ok);
+        cp_async16(st + TILE, ok ? k + in_off : k, ok);
+        cp_async16(st + 2 * TILE, ok ? w + in_off : w, ok);
+        cp_async16(Vb + into * TILE + my, ok ? v + in_off : v, ok);
+        cp_async_commit();
         in_off += chunk_stride;
     };
-    fetch(0);
+    fetch(0, 0);
 
     int par = 0;
     for (int t0 = 0; t0 < T_; t0 += C, par ^= 1, out_off += chunk_stride) {
         const bool live = t0 + row < T_;
-        const Pack8 cr = pr, ck = pk, cv = pv;
+        cp_async_wait_all();  // this thread's own row of the chunk (the others: next barrier)
+        Pack8 cr, ck, cv, pw;
+        {
+            const bf16* st = Stage + par * 3 * TILE + my;
+            cr.raw = *reinterpret_cast<const uint4*>(st);
+            ck.raw = *reinterpret_cast<const uint4*>(st + TILE);
+            pw.raw = *reinterpret_cast<const uint4*>(st + 2 * TILE);
+            cv.raw = *reinterpret_cast<const uint4*>(Vb + par * TILE + my);
+        }
+        if (t0 + C < T_) fetch(t0 + C, par ^ 1);
         float gl[8];  // log2 decays, then their cumulative sums g (base 2) from the chunk start
         row_log2_decay(pw, live, gl);
-        if (t0 + C < T_) fetch(t0 + C);
         // 1. the row's share of the bonus scalar a = sum_i r_i u_i k_i; g by a scan over the
         //    half-warp's 16 steps; the factored operands of the row
         float a = 0.f, nonfinite = 0.f;
+        float uu[8];
+        load8(U + n0, uu);
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
             a = fmaf(__bfloat162float(cr.h[c]) * uu[c], __bfloat162float(ck.h[c]), a);
@@ -348,7 +373,6 @@ __global__ void __launch_bounds__(2 * N, FwdMinBlocks<N>::value)
         *reinterpret_cast<uint4*>(Q + row * PB + n0) = pq.raw;
         *reinterpret_cast<uint4*>(Kt + row * PB + n0) = pkt.raw;
         *reinterpret_cast<uint4*>(Kd + row * PB + n0) = pkd.raw;
-        *reinterpret_cast<uint4*>(Vb + row * PB + n0) = cv.raw;
         if (row == C - 1) {
 #pragma unroll
             for (int c = 0; c < 8; ++c) Dec[n0 + c] = ex2(gl[c]);
@@ -405,7 +429,7 @@ __global__ void __launch_bounds__(2 * N, FwdMinBlocks<N>::value)
             }
         }
         uint32_t vf[4];  // V^T, this warp's value channels by the chunk's steps
-        ldsm_x4_trans(vf, Vb + ld_nk + j0);
+        ldsm_x4_trans(vf, Vb + par * TILE + ld_nk + j0);
         if (!slow) {
             // A's accumulator is A^T's B operand: aacc[h] holds steps t = fg (c0, c1) and
             // fg + 8 (c2, c3) by s = 8h + 2fq (+1). Strictly lower by select (a NaN in a
@@ -448,7 +472,8 @@ __global__ void __launch_bounds__(2 * N, FwdMinBlocks<N>::value)
                 if (slow) {
 #pragma unroll 1
                     for (int s = 0; s < row; ++s)
-                        acc = fmaf(A32[row * PA + s], __bfloat162float(Vb[s * PB + n0 + c]), acc);
+                        acc = fmaf(A32[row * PA + s],
+                                   __bfloat162float(Vb[par * TILE + s * PB + n0 + c]), acc);
                 }
                 py.h[c] = __float2bfloat16(fmaf(at, __bfloat162float(cv.h[c]), acc));
             }
@@ -474,6 +499,10 @@ int launch_fwd_chunk(int B, int T_, int H, const void* r, const void* k, const v
     auto kern = wkv6_fwd_chunk_kernel<N>;
     cudaError_t err = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(bytes));
+    if (err != cudaSuccess) return static_cast<int>(err);
+    // as much shared memory as the SM has: the register budget, not it, should bound occupancy
+    err = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                               cudaSharedmemCarveoutMaxShared);
     if (err != cudaSuccess) return static_cast<int>(err);
     kern<<<B * H, 2 * N, bytes, st>>>(T_, H, static_cast<const bf16*>(r),
                                       static_cast<const bf16*>(k), static_cast<const bf16*>(v),
