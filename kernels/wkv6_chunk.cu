@@ -234,9 +234,9 @@ struct FwdLayout {
     static constexpr size_t bytes = uf + align128(sizeof(float) * N);
 };
 
-// Blocks per SM the register budget is set for: 5 blocks of 4 warps at N = 64 (102 registers a
-// thread, what the kernel needs without spilling), 12 of 2 warps at N = 32 (85, a few spills:
-// 5 % faster than 10 blocks on the H100).
+// Blocks per SM the register budget is set for: 5 blocks of 4 warps at N = 64 (96 registers a
+// thread, no spills; 6 blocks spilled and ran 10-25 % slower on the H100), 12 of 2 warps at
+// N = 32 (80 registers; 5 % faster than 10 blocks), 20 of one warp at N = 16.
 template <int N>
 struct FwdMinBlocks {
     static constexpr int value = N >= 128 ? 1 : 65536 / (2 * N * (N == 32 ? 84 : 100));
