@@ -173,15 +173,31 @@ import time
 from pathlib import Path
 import optuna
 import torch
+from lightning.pytorch.callbacks import Callback
 from optuna.distributions import FloatDistribution
 from rwkv_ts import RWKVForecaster
 from rwkv_ts.datasets import load_co2
+from rwkv_ts.training import training_callbacks
 from rwkv_ts.tune import tune
 
 torch.set_num_threads(1)
 storage, n_trials = sys.argv[1], int(sys.argv[2])
 # a barrier: start tuning only when every worker of this group has finished its imports
 barrier, group = Path(sys.argv[3]), int(sys.argv[4])
+stall_after = int(sys.argv[5])
+
+
+class StallMidTrial(Callback):
+    # holds the worker inside a trial once it has finished `stall_after` of them, so that the
+    # test kills it there however fast the machine runs the trials
+    started = 0
+
+    def on_train_start(self, trainer, pl_module):
+        StallMidTrial.started += 1
+        if stall_after and StallMidTrial.started > stall_after:
+            time.sleep(600)
+
+
 (barrier / str(os.getpid())).touch()
 deadline = time.monotonic() + 120
 while len(list(barrier.iterdir())) < group and time.monotonic() < deadline:
@@ -189,17 +205,21 @@ while len(list(barrier.iterdir())) < group and time.monotonic() < deadline:
 est = RWKVForecaster(horizon=8, lookback=32, patch_len=8, stride=4, d_model=8, head_size=8,
                      n_layers=1, tcn_dilations=(), shift_distances=(1,), batch_size=256,
                      max_epochs=2, verbose=False, random_state=0, accelerator="cpu")
-tune(est, load_co2().frame.iloc[:500], n_trials=n_trials, storage=storage, study_name="shared",
-     search_space={"learning_rate": FloatDistribution(1e-5, 5e-2, log=True)},
-     pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0), refit=False)
+with training_callbacks(StallMidTrial()):
+    tune(est, load_co2().frame.iloc[:500], n_trials=n_trials, storage=storage,
+         study_name="shared",
+         search_space={"learning_rate": FloatDistribution(1e-5, 5e-2, log=True)},
+         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0), refit=False)
 """
 
 
-def _worker(storage: Path, n_trials: int, barrier: Path, group: int) -> subprocess.Popen:
+def _worker(
+    storage: Path, n_trials: int, barrier: Path, group: int, stall_after: int = 0
+) -> subprocess.Popen:
     barrier.mkdir(exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(storage), str(n_trials), str(barrier), str(group)],
+        [sys.executable, "-c", WORKER, *map(str, (storage, n_trials, barrier, group, stall_after))],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -215,8 +235,8 @@ def _finished(study) -> list:
 def test_workers_share_one_study_and_a_killed_run_resumes(tmp_path):
     storage = tmp_path / "study.log"
     target = 8
-    # a first worker is killed half-way ...
-    first = _worker(storage, target, tmp_path / "alone", 1)
+    # a first worker is killed half-way, inside its third trial ...
+    first = _worker(storage, target, tmp_path / "alone", 1, stall_after=2)
     deadline = time.monotonic() + 180
     study = None
     while time.monotonic() < deadline and first.poll() is None:
@@ -227,7 +247,7 @@ def test_workers_share_one_study_and_a_killed_run_resumes(tmp_path):
                 break
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert study is not None and 2 <= len(_finished(study)) < target
+    assert study is not None and len(_finished(study)) == 2
     before = {t.number: t.params for t in _finished(study)}
     # ... and two workers started on the same storage finish the study together
     workers = [_worker(storage, target, tmp_path / "pair", 2) for _ in range(2)]
