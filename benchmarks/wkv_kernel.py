@@ -84,7 +84,8 @@ def time_fn(
     each pair of events times the GPU's work of one call (what a training loop sees, where the
     host runs ahead). Otherwise the host waits after every call: the GPU then sits idle from the
     first event until the host has launched the call's kernels, so the time includes the
-    host's launch latency (Python, dispatch, the launch itself).
+    host's launch latency (Python, dispatch, the launch itself) and whatever an idle GPU costs
+    the next call.
     """
     for _ in range(warmup):
         fn()
@@ -378,8 +379,8 @@ def render_md(data: dict) -> str:
         "Speed-up columns: that path's time / ours (> 1: ours is faster). Timed calls are"
         " launched back to back (the host runs ahead, as in training), so each time is the GPU's"
         " work of one call. The last column times the forward with the host waiting after every"
-        " call: the GPU idles while the host launches the next, so it adds the host's launch"
-        " latency (Python, dispatch, the launch).",
+        " call: the GPU idles from the first event until the host has launched the call, so it"
+        " adds the host's launch latency and whatever an idle GPU costs the next call.",
         "",
     ]
     sweeps = [r for r in data["results"] if r.get("split_sweep")]
