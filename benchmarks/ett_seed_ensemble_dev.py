@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
@@ -31,9 +29,7 @@ from _common import (  # noqa: E402
     sliding_windows,
     write_json,
 )
-from forecast_ett import CONFIGS, patching, prepare, recipe  # noqa: E402
-
-from rwkv_ts import RWKVForecaster  # noqa: E402
+from forecast_ett import CONFIGS, fit_on_train, prepare  # noqa: E402
 
 
 def validation_forecasts(
@@ -41,28 +37,10 @@ def validation_forecasts(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One seed: the fitted forecaster's forecasts of every validation window, the truths, and
     facts of the fit."""
+    est, fit_seconds = fit_on_train(prep, config, dataset, lookback, horizon, seed, accelerator)
     scaled = prep["scaled"]
     times = prep["data"].frame[prep["data"].time_column]
-    tr0, tr1 = prep["train"]
     va0, va1 = prep["val"]
-    fit_frame = pd.DataFrame(scaled[tr0:va1], columns=prep["channels"])
-    fit_frame.insert(0, "date", times.iloc[tr0:va1].to_numpy())
-    patch_len, stride = patching(dataset)
-    est = RWKVForecaster(
-        horizon=horizon,
-        lookback=lookback,
-        patch_len=patch_len,
-        stride=stride,
-        **recipe(config),
-        val_fraction=(va1 - tr1) / ((va1 - tr0) - lookback),
-        random_state=seed,
-        accelerator=accelerator,
-        verbose=False,
-        **CONFIGS[config],
-    )
-    started = time.perf_counter()
-    est.fit(fit_frame)
-    fit_seconds = time.perf_counter() - started
     x_val, y_val = sliding_windows(scaled[va0:va1], lookback, horizon)
     phases = None if est.cycle_ is None else est.cycle_phases(times.iloc[va0 : va0 + len(x_val)])
     pred = est.forecast_windows(x_val, phases=phases)

@@ -179,14 +179,23 @@ def prepare(dataset: str, lookback: int, data_home) -> dict:
     }
 
 
-def run_one(
-    args, config_name: str, dataset: str, lookback: int, horizon: int, seed: int, prep
-) -> dict:
+def fit_on_train(
+    prep: dict,
+    config_name: str,
+    dataset: str,
+    lookback: int,
+    horizon: int,
+    seed: int,
+    accelerator: str = "auto",
+    verbose: bool = False,
+    overrides: dict | None = None,
+) -> tuple[RWKVForecaster, float]:
+    """The ETT recipe of ``config_name`` fitted on the train part with early stopping on the
+    validation part; the forecaster and its fit time in seconds."""
     scaled = prep["scaled"]
     times = prep["data"].frame[prep["data"].time_column]
     tr0, tr1 = prep["train"]
     _, va1 = prep["val"]
-    te0, te1 = prep["test"]
     # Train part + validation part, framed so that the estimator's chronological validation split
     # holds exactly the standard validation windows (targets inside the validation part).
     fit_frame = pd.DataFrame(scaled[tr0:va1], columns=prep["channels"])
@@ -195,26 +204,46 @@ def run_one(
     # validation part.
     val_fraction = (va1 - tr1) / ((va1 - tr0) - lookback)
     patch_len, stride = patching(dataset)
-    overrides = recipe(config_name) | {
-        name.replace("-", "_"): getattr(args, name.replace("-", "_"))
-        for name in OVERRIDABLE
-        if getattr(args, name.replace("-", "_")) is not None
-    }
     est = RWKVForecaster(
         horizon=horizon,
         lookback=lookback,
         patch_len=patch_len,
         stride=stride,
-        **overrides,
+        **(recipe(config_name) | (overrides or {})),
         val_fraction=val_fraction,
         random_state=seed,
-        accelerator=args.accelerator,
-        verbose=args.verbose,
+        accelerator=accelerator,
+        verbose=verbose,
         **CONFIGS[config_name],
     )
     started = time.perf_counter()
     est.fit(fit_frame)
-    fit_seconds = time.perf_counter() - started
+    return est, time.perf_counter() - started
+
+
+def run_one(
+    args, config_name: str, dataset: str, lookback: int, horizon: int, seed: int, prep
+) -> dict:
+    scaled = prep["scaled"]
+    times = prep["data"].frame[prep["data"].time_column]
+    tr0, tr1 = prep["train"]
+    te0, te1 = prep["test"]
+    overrides = {
+        name.replace("-", "_"): getattr(args, name.replace("-", "_"))
+        for name in OVERRIDABLE
+        if getattr(args, name.replace("-", "_")) is not None
+    }
+    est, fit_seconds = fit_on_train(
+        prep,
+        config_name,
+        dataset,
+        lookback,
+        horizon,
+        seed,
+        accelerator=args.accelerator,
+        verbose=args.verbose,
+        overrides=overrides,
+    )
 
     x_test, y_test = sliding_windows(scaled[te0:te1], lookback, horizon)
     started = time.perf_counter()
