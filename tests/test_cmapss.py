@@ -102,6 +102,24 @@ def test_prepare_smoothing_and_cycle_channel(shared_data_home):
             data.prepare(smoothing=bad)
 
 
+def test_prepare_drift_from_the_units_start(shared_data_home):
+    data = load_cmapss("FD001", data_home=shared_data_home)
+    plain = data.prepare()
+    prep = data.prepare(baseline_cycles=5)
+    n = len(plain.channels)
+    assert prep.channels[n:] == [f"{c}_drift" for c in plain.channels]
+    assert prep.options["baseline_cycles"] == 5
+    for raw, x in [(plain.X_train[4], prep.X_train[4]), (plain.X_test[7], prep.X_test[7])]:
+        np.testing.assert_array_equal(x[:n], raw)
+        # causal: before the 5th cycle, the mean of the cycles seen so far
+        for t in (0, 2, 4, 5, raw.shape[1] - 1):
+            start = raw[:, : min(t + 1, 5)].mean(axis=1)
+            np.testing.assert_allclose(x[n:, t], raw[:, t] - start, rtol=1e-12, atol=1e-12)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=f"baseline_cycles must be a positive integer.*{bad}"):
+            data.prepare(baseline_cycles=bad)
+
+
 def test_missing_and_corrupt_files(tmp_path, shared_data_home):
     with pytest.raises(FileNotFoundError, match="train_FD001.txt not found.*cmapss"):
         load_cmapss("FD001", data_home=tmp_path)

@@ -146,6 +146,7 @@ class CMAPSSData:
         condition_features: bool = False,
         smoothing: float | None = None,
         cycle_feature: bool = False,
+        baseline_cycles: int | None = None,
     ) -> RULData:
         """Instances and targets for :class:`~rwkv_ts.RWKVRegressor`.
 
@@ -174,6 +175,13 @@ class CMAPSSData:
         cycle_feature : bool, default False
             Append the cycle number divided by 100 as a channel (how long the unit has run;
             every unit, train or test, starts at cycle 1).
+        baseline_cycles : int or None, default None
+            Append, for every sensor, its drift from the unit's own start: the value minus the
+            mean of the unit's first ``baseline_cycles`` cycles (of the cycles seen so far while
+            there are fewer). Engines start with different initial wear and manufacturing
+            variation; the drift channels take that offset out while the sensor channels keep
+            the absolute level. Computed after normalisation and smoothing; causal, so a stream
+            can apply it cycle by cycle.
 
         Returns
         -------
@@ -205,6 +213,14 @@ class CMAPSSData:
             raise ValueError(f"window must be a positive integer or None, got {window!r}")
         if smoothing is not None and not 0.0 < float(smoothing) <= 1.0:
             raise ValueError(f"smoothing must lie in (0, 1] or be None, got {smoothing!r}")
+        if baseline_cycles is not None and (
+            not isinstance(baseline_cycles, int | np.integer)
+            or isinstance(baseline_cycles, bool)
+            or baseline_cycles < 1
+        ):
+            raise ValueError(
+                f"baseline_cycles must be a positive integer or None, got {baseline_cycles!r}"
+            )
         columns = [f"sensor_{s}" for s in numbers]
         train_x = self.train[columns].to_numpy(dtype=np.float64)
         test_x = self.test[columns].to_numpy(dtype=np.float64)
@@ -227,6 +243,11 @@ class CMAPSSData:
             train_x = _smooth_per_unit(train_x, train_units, float(smoothing))
             test_x = _smooth_per_unit(test_x, test_units, float(smoothing))
         channels = list(columns)
+        if baseline_cycles is not None:
+            k = int(baseline_cycles)
+            train_x = np.hstack([train_x, train_x - _start_mean_per_unit(train_x, train_units, k)])
+            test_x = np.hstack([test_x, test_x - _start_mean_per_unit(test_x, test_units, k)])
+            channels += [f"{c}_drift" for c in columns]
         if cycle_feature:
             train_x = np.hstack([train_x, self.train[["cycle"]].to_numpy(np.float64) / 100.0])
             test_x = np.hstack([test_x, self.test[["cycle"]].to_numpy(np.float64) / 100.0])
@@ -273,6 +294,7 @@ class CMAPSSData:
                 "condition_features": condition_features,
                 "smoothing": smoothing,
                 "cycle_feature": cycle_feature,
+                "baseline_cycles": baseline_cycles,
             },
         )
 
@@ -286,6 +308,19 @@ def _smooth_per_unit(x: np.ndarray, units: np.ndarray, alpha: float) -> np.ndarr
     for t in range(len(x)):
         prev = x[t] if starts[t] else alpha * x[t] + (1.0 - alpha) * prev
         out[t] = prev
+    return out
+
+
+def _start_mean_per_unit(x: np.ndarray, units: np.ndarray, k: int) -> np.ndarray:
+    """For every row of ``x`` (cycles, in order within each unit), the mean of its unit's first
+    ``min(k, cycles so far)`` rows."""
+    out = np.empty_like(x)
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+    for begin, end in zip(starts, np.r_[starts[1:], len(x)], strict=True):
+        head = x[begin : min(begin + k, end)]
+        running = np.cumsum(head, axis=0) / np.arange(1, len(head) + 1)[:, None]
+        out[begin : begin + len(head)] = running
+        out[begin + len(head) : end] = running[-1]
     return out
 
 
