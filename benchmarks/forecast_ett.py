@@ -88,6 +88,7 @@ OVERRIDABLE = {
     "batch-size": int,
     "learning-rate": float,
     "dropout": float,
+    "ensemble-size": int,
 }
 PERIOD = {"ETTh1": 24, "ETTh2": 24, "ETTm1": 96, "ETTm2": 96}
 #: PatchTST's published numbers come from a test loader of batch 128 that drops the last,
@@ -265,6 +266,7 @@ def run_one(
         "predict_seconds": predict_seconds,
         "epochs": est.n_epochs_,
         "best_epoch": est.best_epoch_,
+        "member_best_epochs": est.member_best_epochs_,
         "n_parameters": est.n_parameters_,
         # what linear_skip="auto" chose on the validation part
         "skip_input": est.config_.skip_input if est.config_.linear_skip else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -12,6 +13,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader
 
+from rwkv_ts._ensemble import load_member, member_file, member_seeds, remove_members, save_member
 from rwkv_ts.data import Panel, WindowDataset, check_same_channels, chronological_split, to_panel
 from rwkv_ts.data.cycle import (
     fit_profile,
@@ -23,7 +25,13 @@ from rwkv_ts.data.cycle import (
 from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
 from rwkv_ts.data.validation import check_memory
-from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel, dominant_periods, periods_to_distances
+from rwkv_ts.nn import (
+    ForecastEnsemble,
+    RWKVTSConfig,
+    RWKVTSModel,
+    dominant_periods,
+    periods_to_distances,
+)
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.training import (
     check_training_settings,
@@ -162,6 +170,14 @@ class RWKVForecaster(BaseEstimator):
         data. ``None`` (the default) keeps the weights as trained.
     val_fraction : float, default 0.2
         Share of each series' windows, at its end, used for validation (chronological, no leakage).
+    ensemble_size : int, default 1
+        Number of models trained and read as one (:class:`rwkv_ts.nn.ForecastEnsemble`): member
+        ``i`` has its own seed, initialisation and shuffling (member 0 those of a single model
+        with the same ``random_state``); the scaler, the validation part, the linear branch's
+        input and its least-squares start are shared. Forecasts are the mean of the members'
+        forecasts, in ``predict``, ``forecast_windows`` and streams alike (the torch and numba
+        stream engines run one state per member). Training, inference and a stream's state grow
+        with the size. The torch-free runtime and the ONNX export read single models only.
     impute : {None, "linear", "ffill", "zero"}, default None
         How missing values are filled; ``None`` rejects them with an error.
     time_col, id_col, value_cols : optional column names
@@ -190,8 +206,8 @@ class RWKVForecaster(BaseEstimator):
 
     Attributes
     ----------
-    model_ : RWKVTSModel
-        The trained torch module.
+    model_ : RWKVTSModel or ForecastEnsemble
+        The trained torch module (an ensemble when ``ensemble_size > 1``).
     config_ : RWKVTSConfig
     channels_ : list of str
     scale_mean_, scale_std_ : ndarray of shape (n_channels,)
@@ -200,11 +216,14 @@ class RWKVForecaster(BaseEstimator):
         Per epoch: ``epoch``, ``train_loss``, ``val_loss`` (with a validation part),
         ``train_seconds`` (wall time of the training steps, validation excluded) and
         ``skipped_steps`` (steps left out for a non-finite loss, see ``on_nonfinite_loss``).
+        Member 0's for an ensemble.
+    member_histories_ : list of list of dict
+        Every member's ``history_``; ``member_best_epochs_`` their ``best_epoch_``.
     best_epoch_ : int or None
         The epoch whose weights were kept (``-1``: the fitted linear branch before training won
         on validation; ``None``: no validation part).
     best_val_loss_ : float or None
-        The validation MSE (scaled data) of the weights kept.
+        The validation MSE (scaled data) of the weights kept (member 0's for an ensemble).
     cycle_ : int or None
         The period of the removed cycle in steps (``cycle`` resolved), or ``None``.
     cycle_profile_ : ndarray of shape (cycle_, n_channels) or None
@@ -248,6 +267,7 @@ class RWKVForecaster(BaseEstimator):
         patience: int = 3,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
+        ensemble_size: int = 1,
         impute: str | None = None,
         time_col: str | None = None,
         id_col: str | None = None,
@@ -283,6 +303,7 @@ class RWKVForecaster(BaseEstimator):
         self.patience = patience
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
+        self.ensemble_size = ensemble_size
         self.impute = impute
         self.time_col = time_col
         self.id_col = id_col
@@ -406,7 +427,14 @@ class RWKVForecaster(BaseEstimator):
         return self.linear_skip
 
     def _check_params(self) -> None:
-        for name in ("horizon", "lookback", "max_epochs", "batch_size", "patience"):
+        for name in (
+            "horizon",
+            "lookback",
+            "max_epochs",
+            "batch_size",
+            "patience",
+            "ensemble_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -517,9 +545,61 @@ class RWKVForecaster(BaseEstimator):
 
             # the prepared data decide the run with the parameters (scaler, split, windows)
             tag = estimator_tag(self, train_arrays, val_arrays, window, batch_size)
-        seed = self.random_state
         if self._skip_input() == "auto" and not config.streamable:
             config = choose_skip_input(config, train_data, val_data)
+        members, results = [], []
+        for i, seed in enumerate(member_seeds(self.random_state, self.ensemble_size)):
+            model, result = self._train_member(
+                i, seed, config, train_data, val_data, batch_size, tag
+            )
+            members.append(model.eval())
+            results.append(result)
+        if self.checkpoint_dir is not None and len(members) > 1:
+            remove_members(self.checkpoint_dir, len(members))
+        self.model_ = members[0] if len(members) == 1 else ForecastEnsemble(members)
+        self.config_ = config
+        self.channels_ = list(panel.channels)
+        self.history_ = results[0]["history"]
+        self.best_epoch_ = results[0]["best_epoch"]
+        self.best_val_loss_ = results[0]["best_val_loss"]
+        self.n_epochs_ = results[0]["n_epochs"]
+        self.member_histories_ = [r["history"] for r in results]
+        self.member_best_epochs_ = [r["best_epoch"] for r in results]
+        # The streamable configuration forecasts from the whole history, so it keeps it all.
+        self.last_panel_ = panel if config.streamable else panel_tail(panel, self.lookback)
+        return self
+
+    def _train_member(
+        self,
+        i: int,
+        seed: int | None,
+        config: RWKVTSConfig,
+        train_data: Any,
+        val_data: Any,
+        batch_size: int,
+        tag: dict,
+    ) -> tuple[RWKVTSModel, dict]:
+        """Train member ``i`` of the ensemble (the only one of a single model): the linear
+        branch's least-squares start, then gradient training. With a ``checkpoint_dir``, an
+        ensemble keeps each finished member there until ``fit`` ends, so that a killed fit
+        resumes with the member it was training."""
+        keys = ("history", "best_epoch", "best_val_loss", "n_epochs")
+        checkpoint_dir = self.checkpoint_dir
+        ensemble = self.ensemble_size > 1
+        if checkpoint_dir is not None and ensemble:
+            tag = {**tag, "member": i}
+            checkpoint_dir = str(member_file(self.checkpoint_dir, i).with_suffix(""))
+            finished = load_member(
+                member_file(self.checkpoint_dir, i), tag, lambda: RWKVTSModel(config), keys
+            )
+            if finished is not None:
+                return finished
+        if self.verbose and ensemble:  # the progress bar counts epochs, not members
+            print(
+                f"RWKVForecaster: ensemble member {i + 1} of {self.ensemble_size}",
+                file=sys.stderr,
+                flush=True,
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVTSModel(config)
@@ -544,23 +624,17 @@ class RWKVForecaster(BaseEstimator):
                     loss=loss,
                     batch_size=batch_size,
                     random_state=seed,
+                    checkpoint_dir=checkpoint_dir,
                     checkpoint_tag=tag,
                     keep_initial=config.linear_skip,
                     # the encoder's forward never reads a value on the host: capturable
                     cuda_graph=True,
                 ),
             )
-        model.eval()
-        self.model_ = model
-        self.config_ = config
-        self.channels_ = list(panel.channels)
-        self.history_ = result.history
-        self.best_epoch_ = result.best_epoch
-        self.best_val_loss_ = result.best_val_loss
-        self.n_epochs_ = result.n_epochs
-        # The streamable configuration forecasts from the whole history, so it keeps it all.
-        self.last_panel_ = panel if config.streamable else panel_tail(panel, self.lookback)
-        return self
+        summary = {k: getattr(result, k) for k in keys}
+        if self.checkpoint_dir is not None and ensemble:
+            save_member(member_file(self.checkpoint_dir, i), model, summary, tag)
+        return model, summary
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -23,7 +23,7 @@ from safetensors.torch import save as st_save
 from rwkv_ts._safefile import CHECKSUM_KEY, check_bytes, seal, write_atomic
 from rwkv_ts.data.cycle import resolve_cycle
 from rwkv_ts.data.serialize import RecordError, panel_from_record, panel_to_record
-from rwkv_ts.nn import RWKVTSConfig, RWKVTSModel
+from rwkv_ts.nn import ForecastEnsemble, RWKVTSConfig, RWKVTSModel
 
 FORMAT = "rwkv-ts/forecaster"
 #: format tag of the sequence estimators (RWKVClassifier, RWKVRegressor); same versioning
@@ -97,6 +97,15 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
         "best_val_loss": getattr(est, "best_val_loss_", None),
         "n_epochs": est.n_epochs_,
         "panel": panel_record,
+        # an older rwkv-ts (without ensembles) reads a single model's file as before
+        **(
+            {
+                "member_histories": est.member_histories_,
+                "member_best_epochs": est.member_best_epochs_,
+            }
+            if isinstance(est.model_, ForecastEnsemble)
+            else {}
+        ),
     }
     return _write_atomic(tensors, {"format": FORMAT, "rwkv_ts": json.dumps(header)}, path)
 
@@ -209,7 +218,10 @@ def load(path: str | os.PathLike) -> Any:
     try:
         est = RWKVForecaster(**_saved_params(header))
         config = RWKVTSConfig.from_dict(header["config"])
+        size = int(est.ensemble_size)
         model = RWKVTSModel(config)
+        if size > 1:
+            model = ForecastEnsemble([model] + [RWKVTSModel(config) for _ in range(size - 1)])
         _load_state_dict(model, tensors, path)
         n_windows = len([k for k in tensors if k.startswith("last_window.")])
         windows = [tensors[f"last_window.{i}"].numpy() for i in range(n_windows)]
@@ -246,6 +258,8 @@ def load(path: str | os.PathLike) -> Any:
     est.best_epoch_ = header.get("best_epoch")
     est.best_val_loss_ = header.get("best_val_loss")
     est.n_epochs_ = header.get("n_epochs")
+    est.member_histories_ = header.get("member_histories", [est.history_])
+    est.member_best_epochs_ = header.get("member_best_epochs", [est.best_epoch_])
     est.last_panel_ = panel
     return est
 

@@ -9,7 +9,6 @@ batch answer after every sample.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import Any
 
@@ -19,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from rwkv_ts._ensemble import load_member, member_file, member_seeds, remove_members, save_member
 from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
 from rwkv_ts.data.validation import DataValidationError, check_memory
@@ -278,11 +278,7 @@ class SequenceEstimator(BaseEstimator):
             members.append(model.eval())
             results.append(result)
         if self.checkpoint_dir is not None and len(members) > 1:
-            for i in range(len(members)):
-                self._member_file(i).unlink(missing_ok=True)
-                # the member's own training folder, empty once its training completed
-                with contextlib.suppress(OSError):
-                    self._member_file(i).with_suffix("").rmdir()
+            remove_members(self.checkpoint_dir, len(members))
         self.model_ = self._new_model(config, members)
         self.config_ = config
         self.channels_ = list(inst.channels)
@@ -294,20 +290,7 @@ class SequenceEstimator(BaseEstimator):
         self.n_val_instances_ = len(splits[0][1])
 
     def _member_seeds(self) -> list[int | None]:
-        """Seed of each member: ``random_state`` for member 0, derived ones for the others."""
-        seed = self.random_state
-        if seed is None:
-            return [None] * self.ensemble_size
-        derived = [
-            int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-            for i in range(1, self.ensemble_size)
-        ]
-        return [int(seed), *derived]
-
-    def _member_file(self, i: int):
-        from pathlib import Path
-
-        return Path(self.checkpoint_dir) / f"ensemble_member_{i}.safetensors"
+        return member_seeds(self.random_state, self.ensemble_size)
 
     def _train_member(
         self,
@@ -339,8 +322,13 @@ class SequenceEstimator(BaseEstimator):
             tag = estimator_tag(self, scaled, targets, train_idx, val_idx)
             if ensemble:
                 tag["member"] = i
-                checkpoint_dir = self._member_file(i).with_suffix("")  # its training folder
-                finished = self._finished_member(i, tag, config)
+                checkpoint_dir = member_file(self.checkpoint_dir, i).with_suffix("")
+                finished = load_member(
+                    member_file(self.checkpoint_dir, i),
+                    tag,
+                    lambda: RWKVSequenceModel(config),
+                    ("history", "best_epoch", "n_epochs"),
+                )
                 if finished is not None:
                     return finished
         if self.verbose and ensemble:  # the progress bar below counts epochs, not members
@@ -376,39 +364,7 @@ class SequenceEstimator(BaseEstimator):
             "n_epochs": result.n_epochs,
         }
         if checkpoint_dir is not None and ensemble:
-            from rwkv_ts._checkpoint import write_checkpoint
-
-            state = {"weights": dict(model.state_dict()), **summary}
-            write_checkpoint(self._member_file(i), state, tag)
-        return model, summary
-
-    def _finished_member(
-        self, i: int, tag: dict, config: SequenceConfig
-    ) -> tuple[RWKVSequenceModel, dict] | None:
-        """Member ``i`` as a killed fit of the same run left it finished, else ``None``."""
-        import json
-        import warnings
-
-        from rwkv_ts._checkpoint import CheckpointFileError, read_checkpoint
-        from rwkv_ts.training import CheckpointWarning
-
-        path = self._member_file(i)
-        if not path.exists():
-            return None
-        try:
-            saved, state = read_checkpoint(path)
-            if saved != json.loads(json.dumps(tag)):
-                raise CheckpointFileError(f"{path} was written by another training run")
-            model = RWKVSequenceModel(config)
-            model.load_state_dict(state["weights"])
-        except (CheckpointFileError, KeyError, RuntimeError) as exc:
-            warnings.warn(
-                f"not using the finished ensemble member in {path}: {exc}; it is trained again",
-                CheckpointWarning,
-                stacklevel=4,
-            )
-            return None
-        summary = {k: state[k] for k in ("history", "best_epoch", "n_epochs")}
+            save_member(member_file(self.checkpoint_dir, i), model, summary, tag)
         return model, summary
 
     def _new_model(

@@ -18,7 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from rwkv_ts.runtime.weights import ModelArrays, RuntimeConfig, read_model_file
+from rwkv_ts.runtime.weights import (
+    ModelArrays,
+    RuntimeConfig,
+    read_model_file,
+    single_model_only,
+)
 
 OPSET = 17
 
@@ -309,6 +314,9 @@ def _arrays_of(source: Any) -> ModelArrays:
     if isinstance(source, str | os.PathLike):
         return read_model_file(source)
     # a fitted RWKVForecaster (torch is loaded already)
+    size = getattr(source, "ensemble_size", 1)
+    if size != 1:
+        raise ValueError(single_model_only(size, "this RWKVForecaster"))
     from rwkv_ts.data.serialize import panel_to_record
     from rwkv_ts.runtime.weights import RuntimeConfig
 

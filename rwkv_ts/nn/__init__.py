@@ -5,7 +5,7 @@ from rwkv_ts.nn.block import RWKVBlock
 from rwkv_ts.nn.channel_mix import ChannelMix
 from rwkv_ts.nn.config import RWKVTSConfig
 from rwkv_ts.nn.heads import TokenHead
-from rwkv_ts.nn.model import RWKVTSModel
+from rwkv_ts.nn.model import ForecastEnsemble, RWKVTSModel
 from rwkv_ts.nn.norm import CausalNorm, InstanceNorm
 from rwkv_ts.nn.patch import PatchEmbedding
 from rwkv_ts.nn.periods import dominant_periods, periods_to_distances
@@ -17,6 +17,7 @@ from rwkv_ts.nn.time_mix import TimeMix
 __all__ = [
     "CausalNorm",
     "ChannelMix",
+    "ForecastEnsemble",
     "GatedFusion",
     "InstanceNorm",
     "MultiScaleShift",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from typing import Any, Literal
 
 
 def int_tuple(name: str, value, *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -214,3 +215,15 @@ class RWKVTSConfig:
         if unknown:
             raise ValueError(f"unknown configuration keys: {unknown}")
         return cls(**data)
+
+
+def members_config(members: Sequence[Any]) -> Any:
+    """The configuration that every member of an ensemble shares (member 0's); ``ValueError``
+    naming the first member that differs, or for no members."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    first = members[0].config
+    for i, member in enumerate(members):
+        if member.config != first:
+            raise ValueError(f"member {i} has configuration {member.config}; member 0 has {first}")
+    return first

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from rwkv_ts.nn.block import RWKVBlock
-from rwkv_ts.nn.config import RWKVTSConfig
+from rwkv_ts.nn.config import RWKVTSConfig, members_config
 from rwkv_ts.nn.heads import TokenHead
 from rwkv_ts.nn.norm import CausalNorm, InstanceNorm, denormalise
 from rwkv_ts.nn.patch import PatchEmbedding
@@ -238,3 +238,61 @@ class RWKVTSModel(nn.Module):
             y = y + self.skip(new_state["skip"]["buffer"])
         y = denormalise(y, (norm_state["mean"], norm_state["std"]))
         return y.view(batch, channels, -1).permute(0, 2, 1), new_state
+
+
+class ForecastEnsemble(nn.Module):
+    """Several :class:`RWKVTSModel` of one configuration read as one forecaster: the mean of the
+    members' forecasts, in both modes.
+
+    ``forward`` averages the members' forecasts over a window (or a whole history in the causal
+    configuration); ``step`` keeps one member state per member and averages their forecasts,
+    so stepping the ensemble equals its ``forward`` as it does for a single model.
+
+    Parameters
+    ----------
+    members
+        The trained models; all of the same :class:`RWKVTSConfig`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from rwkv_ts.nn import ForecastEnsemble, RWKVTSConfig, RWKVTSModel
+    >>> config = RWKVTSConfig(lookback=32, horizon=8, patch_len=8, stride=4, d_model=16,
+    ...                       head_size=8, n_layers=1)
+    >>> members = [RWKVTSModel(config).eval() for _ in range(3)]
+    >>> ensemble = ForecastEnsemble(members).eval()
+    >>> x = torch.randn(4, 32, 2)
+    >>> mean = torch.stack([m(x) for m in members]).mean(0)
+    >>> bool(torch.allclose(ensemble(x), mean, atol=1e-6))
+    True
+    """
+
+    def __init__(self, members: list[RWKVTSModel]) -> None:
+        super().__init__()
+        first = members_config(members)
+        self.members = nn.ModuleList(members)
+        self.config = first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of the members' forecasts, (B, horizon, C)."""
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+    def init_state(
+        self, batch_size: int, n_channels: int, device=None, dtype=torch.float32
+    ) -> dict:
+        """Zero state of every member (keys ``"0"``, ``"1"``, ...)."""
+        return {
+            str(i): member.init_state(batch_size, n_channels, device, dtype)
+            for i, member in enumerate(self.members)
+        }
+
+    def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor | None, dict]:
+        """Take one sample per channel, ``x_t`` (B, C); return the mean forecast (B, horizon, C)
+        or ``None`` (the members share a configuration, so they answer at the same samples)."""
+        forecasts, new_state = [], {}
+        for i, member in enumerate(self.members):
+            y, new_state[str(i)] = member.step(x_t, state[str(i)])
+            forecasts.append(y)
+        if forecasts[0] is None:
+            return None, new_state
+        return torch.stack(forecasts).mean(dim=0), new_state

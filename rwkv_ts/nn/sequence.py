@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from rwkv_ts.nn.block import RWKVBlock
-from rwkv_ts.nn.config import RWKVTSConfig
+from rwkv_ts.nn.config import RWKVTSConfig, members_config
 from rwkv_ts.nn.norm import CausalNorm
 
 POOLINGS = ("last", "mean", "max")
@@ -455,14 +455,7 @@ class SequenceEnsemble(nn.Module):
         super().__init__()
         if combine not in ENSEMBLE_COMBINES:
             raise ValueError(f"combine must be one of {ENSEMBLE_COMBINES}, got {combine!r}")
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
-        first = members[0].config
-        for i, member in enumerate(members):
-            if member.config != first:
-                raise ValueError(
-                    f"member {i} has configuration {member.config}; member 0 has {first}"
-                )
+        first = members_config(members)
         self.members = nn.ModuleList(members)
         self.combine = combine
         self.config = first

@@ -127,6 +127,9 @@ def read_model_file(path: str | os.PathLike) -> ModelArrays:
         raise RuntimeModelError(f"{path} has an unreadable header: {exc!r}") from None
     if not isinstance(header, dict):
         raise RuntimeModelError(f"{path} has an unreadable header (not a JSON object)")
+    size = (header.get("params") or {}).get("ensemble_size", 1)
+    if size != 1:
+        raise RuntimeModelError(single_model_only(size, str(path)))
     version = header.get("format_version")
     if not isinstance(version, int) or version > MODEL_FORMAT_VERSION:
         raise RuntimeModelError(f"{path} has format version {version!r}, newer than supported")
@@ -161,6 +164,15 @@ def read_model_file(path: str | os.PathLike) -> ModelArrays:
         )
     except KeyError as exc:
         raise RuntimeModelError(f"{path} lacks {exc.args[0]!r}") from None
+
+
+def single_model_only(size: object, what: str) -> str:
+    """The message for an ensemble given to what reads single models (runtime, ONNX export)."""
+    return (
+        f"{what} holds an ensemble of {size} members (ensemble_size={size}); the torch-free "
+        "runtime and the ONNX export read single models. Stream it with rwkv_ts itself "
+        "(est.stream()), or fit with ensemble_size=1 for them."
+    )
 
 
 def _out_in(a: np.ndarray) -> np.ndarray:

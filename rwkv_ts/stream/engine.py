@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rwkv_ts.nn import RWKVTSModel, flatten_state, map_state, unflatten_state
+from rwkv_ts.nn import ForecastEnsemble, RWKVTSModel, flatten_state, map_state, unflatten_state
 from rwkv_ts.nn.norm import denormalise
 
 
@@ -258,11 +258,15 @@ class WindowEngine:
 def make_engine(model: RWKVTSModel, backend: str = "auto"):
     """The engine a model's configuration streams with: ``backend`` ``"torch"`` (the nn modules'
     step), ``"numba"`` (the runtime's kernel; streamable configuration only) or ``"auto"`` (numba
-    for the streamable configuration, the torch window engine otherwise)."""
+    for the streamable configuration, the torch window engine otherwise). An ensemble in the
+    streamable configuration gets one engine per member (:class:`EnsembleEngine`); in the
+    windowed one the window engine re-encodes the window with every member."""
     if backend not in ("auto", "torch", "numba"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'numba', got {backend!r}")
     if backend == "auto":
         backend = "numba" if model.config.streamable else "torch"
+    if isinstance(model, ForecastEnsemble) and model.config.streamable:
+        return EnsembleEngine([make_engine(member, backend) for member in model.members])
     if not model.config.streamable:
         if backend == "numba":
             raise ValueError(
@@ -322,3 +326,42 @@ class NumbaEngine:
 
     def push(self, lanes: np.ndarray, x: np.ndarray) -> None:
         self._runtime.advance(lanes, x)
+
+
+class EnsembleEngine:
+    """An ensemble in the streamable configuration: one engine per member, fed the same samples;
+    the forecasts are the mean of the members'. The state holds each member engine's state under
+    its index (``"0"``, ``"1"``, ...), so it saves and restores as one.
+    """
+
+    def __init__(self, engines: list) -> None:
+        self.engines = engines
+        self.kind = engines[0].kind
+        self.config = engines[0].config
+
+    @property
+    def state(self) -> dict:
+        return {str(i): engine.state for i, engine in enumerate(self.engines)}
+
+    @state.setter
+    def state(self, tensors: dict) -> None:
+        for i, engine in enumerate(self.engines):
+            engine.state = tensors[str(i)]
+
+    @property
+    def n_lanes(self) -> int:
+        return self.engines[0].n_lanes
+
+    def add_lanes(self, n: int) -> None:
+        for engine in self.engines:
+            engine.add_lanes(n)
+
+    def counts(self) -> np.ndarray:
+        return self.engines[0].counts()
+
+    def forecasts(self) -> torch.Tensor:
+        return torch.stack([engine.forecasts() for engine in self.engines]).mean(dim=0)
+
+    def push(self, lanes: np.ndarray, x: np.ndarray) -> None:
+        for engine in self.engines:
+            engine.push(lanes, x)
