@@ -40,8 +40,8 @@ class RWKVSktimeForecaster(BaseForecaster):
         passed to ``fit`` (then ``fh`` is required in ``fit``).
     lookback, patch_len, stride, d_model, n_layers, head_size, ffn_mult, shift_distances, \
 tcn_dilations, decay, norm, head, dropout, max_epochs, batch_size, learning_rate, \
-weight_decay, patience, ema_epochs, val_fraction, random_state, accelerator, devices, log_dir, \
-on_nonfinite_loss, checkpoint_dir
+weight_decay, patience, ema_epochs, val_fraction, ensemble_size, random_state, accelerator, \
+devices, log_dir, on_nonfinite_loss, checkpoint_dir
         As in :class:`rwkv_ts.RWKVForecaster`. Every series needs ``lookback + horizon``
         observations.
     verbose : bool, default False
@@ -108,6 +108,7 @@ on_nonfinite_loss, checkpoint_dir
         patience: int = 3,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
+        ensemble_size: int = 1,
         random_state: int | None = None,
         accelerator: str = "auto",
         devices: int | str = "auto",
@@ -137,6 +138,7 @@ on_nonfinite_loss, checkpoint_dir
         self.patience = patience
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
+        self.ensemble_size = ensemble_size
         self.random_state = random_state
         self.accelerator = accelerator
         self.devices = devices
@@ -173,6 +175,7 @@ on_nonfinite_loss, checkpoint_dir
         "patience",
         "ema_epochs",
         "val_fraction",
+        "ensemble_size",
         "random_state",
         "accelerator",
         "devices",
