@@ -220,10 +220,8 @@ def load(path: str | os.PathLike) -> Any:
     try:
         est = RWKVForecaster(**_saved_params(header))
         config = RWKVTSConfig.from_dict(header["config"])
-        size = int(est.ensemble_size)
-        model = RWKVTSModel(config)
-        if size > 1:
-            model = ForecastEnsemble([model] + [RWKVTSModel(config) for _ in range(size - 1)])
+        members = [RWKVTSModel(config) for _ in range(int(est.ensemble_size))]
+        model = members[0] if len(members) == 1 else ForecastEnsemble(members)
         _load_state_dict(model, tensors, path)
         n_windows = len([k for k in tensors if k.startswith("last_window.")])
         windows = [tensors[f"last_window.{i}"].numpy() for i in range(n_windows)]

@@ -264,7 +264,7 @@ class SequenceEstimator(BaseEstimator):
             f"(batch_size={batch_size}, d_model={self.d_model})",
             "lower batch_size or d_model, or cut the longest instances",
         )
-        seeds = self._member_seeds()
+        seeds = member_seeds(self.random_state, self.ensemble_size)
         splits = [self._split(inst.n_instances, stratify, groups, seed) for seed in seeds]
         # The scaler sees member 0's training instances only, never its validation ones.
         self._fit_scaler(inst, splits[0][0])
@@ -288,9 +288,6 @@ class SequenceEstimator(BaseEstimator):
         self.member_histories_ = [r["history"] for r in results]
         self.n_train_instances_ = len(splits[0][0])
         self.n_val_instances_ = len(splits[0][1])
-
-    def _member_seeds(self) -> list[int | None]:
-        return member_seeds(self.random_state, self.ensemble_size)
 
     def _train_member(
         self,

@@ -269,9 +269,8 @@ class ForecastEnsemble(nn.Module):
 
     def __init__(self, members: list[RWKVTSModel]) -> None:
         super().__init__()
-        first = members_config(members)
+        self.config = members_config(members)
         self.members = nn.ModuleList(members)
-        self.config = first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The mean of the members' forecasts, (B, horizon, C)."""

@@ -455,10 +455,9 @@ class SequenceEnsemble(nn.Module):
         super().__init__()
         if combine not in ENSEMBLE_COMBINES:
             raise ValueError(f"combine must be one of {ENSEMBLE_COMBINES}, got {combine!r}")
-        first = members_config(members)
+        self.config = members_config(members)
         self.members = nn.ModuleList(members)
         self.combine = combine
-        self.config = first
 
     def _combined(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack(outputs)
