@@ -76,6 +76,13 @@ CANDIDATES = {
         for name in CANDIDATES_R7
         for epochs in (0.5, 2.0)
     },
+    # round 10: a robust training loss (absolute error, Huber) on both configurations of round
+    # 7/8, validated and early-stopped by the squared error
+    **{
+        f"{name}_{loss}": CANDIDATES_R7[name] | {"loss": loss, "val_loss": "mse"}
+        for name in CANDIDATES_R7
+        for loss in ("mae", "huber")
+    },
     # the streamable configuration (its batch counts lookback windows of its segments)
     "stream_d16_b128": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=128),
     "stream_d16_b896": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=896),

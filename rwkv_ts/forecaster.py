@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
+from torch import nn
 from torch.utils.data import DataLoader
 
 from rwkv_ts._ensemble import load_member, member_file, member_seeds, remove_members, save_member
@@ -34,6 +35,7 @@ from rwkv_ts.nn import (
 )
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.training import (
+    REGRESSION_LOSSES,
     check_training_settings,
     inference_device,
     options_from,
@@ -44,6 +46,20 @@ from rwkv_ts.training import (
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+class _LinearBranch(nn.Module):
+    """The linear branch of ``model`` alone (:meth:`RWKVTSModel.linear_forecast`), as a module
+    whose only parameters are the branch's: training it leaves the encoder as it is."""
+
+    def __init__(self, model: RWKVTSModel) -> None:
+        super().__init__()
+        self.skip = model.skip
+        # kept outside the registered modules, so that its other weights are not trained
+        self._forecast = model.linear_forecast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forecast(x)
 
 
 def choose_skip_input(
@@ -160,6 +176,20 @@ class RWKVForecaster(BaseEstimator):
         Defaults 20, 128, 1e-4, 1e-4, 3.
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
         improvement of the validation loss, restoring the best epoch's weights.
+    loss : {"mse", "mae", "huber"}, default "mse"
+        The training loss on the (scaled) forecasts: squared error, absolute error, or Huber's
+        loss (squared within 1 of the target, absolute beyond). The absolute and Huber losses
+        give outliers and level shifts in the training part less weight than the squared
+        error does; on data that has them they can lower even the squared error of the
+        forecasts (see ``benchmarks/results/ett_validation_sweep_round10.md`` for ETT). With
+        another loss than ``"mse"``, the windowed configuration's linear branch is trained
+        alone by that loss from its least-squares start before the encoder trains (early
+        stopping by ``val_loss``; the least-squares start stays if it validates better).
+    val_loss : {"mse", "mae", "huber"} or None, default None
+        The loss that validation, early stopping and the kept epoch go by (``history_``'s
+        ``val_loss``, ``best_val_loss_``); ``None``: ``loss``. Train with ``"mae"`` and
+        validate with ``"mse"`` to choose the weights by the squared error while training
+        robustly.
     ema_epochs : float or None, default None
         Keep an exponential moving average of the weights with a time constant of this many
         epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
@@ -223,7 +253,8 @@ class RWKVForecaster(BaseEstimator):
         The epoch whose weights were kept (``-1``: the fitted linear branch before training won
         on validation; ``None``: no validation part).
     best_val_loss_ : float or None
-        The validation MSE (scaled data) of the weights kept (member 0's for an ensemble).
+        The validation loss (``val_loss``, else ``loss``; scaled data) of the weights kept
+        (member 0's for an ensemble).
     cycle_ : int or None
         The period of the removed cycle in steps (``cycle`` resolved), or ``None``.
     cycle_profile_ : ndarray of shape (cycle_, n_channels) or None
@@ -265,6 +296,8 @@ class RWKVForecaster(BaseEstimator):
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
         patience: int = 3,
+        loss: str = "mse",
+        val_loss: str | None = None,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
@@ -301,6 +334,8 @@ class RWKVForecaster(BaseEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.loss = loss
+        self.val_loss = val_loss
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
@@ -444,6 +479,8 @@ class RWKVForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
+        _check_choice("loss", self.loss, tuple(REGRESSION_LOSSES))
+        _check_choice("val_loss", self.val_loss, (None, *REGRESSION_LOSSES))
         self._skip_input()
         resolve_cycle(self.cycle, None)  # the value's form; the step is checked at fit
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
@@ -605,6 +642,24 @@ class RWKVForecaster(BaseEstimator):
             model = RWKVTSModel(config)
             if config.linear_skip and not config.streamable:
                 model.fit_skip_least_squares(DataLoader(train_data, batch_size=4096))
+                if self.loss != "mse":
+                    # the least-squares start refined by the loss asked, before the encoder
+                    # trains (where the loss is robust, its linear solution is another one)
+                    train_model(
+                        _LinearBranch(model),
+                        train_data,
+                        val_data,
+                        options_from(
+                            self,
+                            loss=self.loss,
+                            val_loss=self.val_loss,
+                            batch_size=batch_size,
+                            random_state=seed,
+                            checkpoint_dir=None,
+                            keep_initial=True,
+                            cuda_graph=True,
+                        ),
+                    )
             elif config.linear_skip:
                 from rwkv_ts.stream.training import fit_skip_on_segments
 
@@ -612,16 +667,19 @@ class RWKVForecaster(BaseEstimator):
             if config.streamable:
                 from rwkv_ts.stream.training import TokenForecasts
 
-                trained, loss = TokenForecasts(model), "masked_mse"
+                # per-token targets of segments padded with NaN
+                trained, prefix = TokenForecasts(model), "masked_"
             else:
-                trained, loss = model, "mse"
+                trained, prefix = model, ""
+            val_loss = None if self.val_loss is None else prefix + self.val_loss
             result = train_model(
                 trained,
                 train_data,
                 val_data,
                 options_from(
                     self,
-                    loss=loss,
+                    loss=prefix + self.loss,
+                    val_loss=val_loss,
                     batch_size=batch_size,
                     random_state=seed,
                     checkpoint_dir=checkpoint_dir,

@@ -82,8 +82,9 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
     params = est.get_params(deep=False)
     if params.get("cycle") is None:
         params.pop("cycle", None)  # its default: an older rwkv-ts, without the parameter, loads it
-    if params.get("ensemble_size") == 1:
-        params.pop("ensemble_size", None)  # the same: a single model's file stays readable there
+    for name, default in (("ensemble_size", 1), ("loss", "mse"), ("val_loss", None)):
+        if name in params and params[name] == default:
+            params.pop(name)  # the same: a file of the defaults stays readable there
     from rwkv_ts import __version__
 
     header = {

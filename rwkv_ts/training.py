@@ -104,20 +104,45 @@ def _out_of_memory_message(exc: BaseException, options: TrainingOptions) -> str:
     )
 
 
-def _masked_mse(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    # NaN targets mark padding (per-token targets of sequences of different lengths)
-    mask = torch.isfinite(target)
-    diff = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
-    total = (diff * diff).sum()
-    return total if reduction == "sum" else total / mask.sum().clamp(min=1)
-
-
-#: Losses selectable by ``TrainingOptions.loss``: ``fn(prediction, target, reduction=...)``.
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+#: Elementwise regression losses ``fn(prediction, target, reduction=...)`` by name: squared
+#: error, absolute error (robust to outliers; its minimiser is the median) and Huber's loss
+#: (squared within 1 of the target, absolute beyond; on standardised data).
+REGRESSION_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mse": nn.functional.mse_loss,
-    "cross_entropy": nn.functional.cross_entropy,
-    "masked_mse": _masked_mse,
+    "mae": nn.functional.l1_loss,
+    "huber": nn.functional.huber_loss,
 }
+
+
+def _masked(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``loss`` over the finite targets only: NaN targets mark padding (per-token targets of
+    sequences of different lengths) and neither count nor pass a gradient."""
+
+    def masked(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        mask = torch.isfinite(target)
+        zero = torch.zeros_like(pred)
+        pred, target = torch.where(mask, pred, zero), torch.where(mask, target, zero)
+        total = loss(pred, target, reduction="none").sum()
+        return total if reduction == "sum" else total / mask.sum().clamp(min=1)
+
+    return masked
+
+
+#: Losses selectable by ``TrainingOptions.loss``: ``fn(prediction, target, reduction=...)``;
+#: ``masked_<name>`` is a regression loss over the finite targets only.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    **REGRESSION_LOSSES,
+    "cross_entropy": nn.functional.cross_entropy,
+    **{f"masked_{name}": _masked(fn) for name, fn in REGRESSION_LOSSES.items()},
+}
+
+
+def _loss_function(loss: str | Callable[..., torch.Tensor], what: str = "loss"):
+    if callable(loss):
+        return loss
+    if loss in LOSSES:
+        return LOSSES[loss]
+    raise ValueError(f"{what} must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
 
 
 def _n_targets(loss: str | Callable[..., torch.Tensor], target) -> int | torch.Tensor:
@@ -126,7 +151,7 @@ def _n_targets(loss: str | Callable[..., torch.Tensor], target) -> int | torch.T
     if callable(loss):
         counter = getattr(loss, "n_targets", None)
         return int(counter(target)) if counter is not None else int(target.numel())
-    return torch.isfinite(target).sum() if loss == "masked_mse" else target.numel()
+    return torch.isfinite(target).sum() if loss.startswith("masked_") else target.numel()
 
 
 @dataclass
@@ -145,11 +170,15 @@ class TrainingOptions:
     random_state: int | None = None
     log_dir: str | None = None
     extra_callbacks: list = field(default_factory=list)
-    #: a key of :data:`LOSSES`: "mse" (forecasting, regression), "cross_entropy" (class indices),
-    #: "masked_mse" (targets with NaN padding); or a callable ``fn(prediction, target,
-    #: reduction="mean"|"sum")``, optionally with an ``n_targets(target)`` attribute that counts
-    #: the targets a summed validation loss is divided by (default: ``target.numel()``)
+    #: a key of :data:`LOSSES`: "mse", "mae" or "huber" (forecasting, regression),
+    #: "cross_entropy" (class indices), "masked_mse" etc. (targets with NaN padding); or a
+    #: callable ``fn(prediction, target, reduction="mean"|"sum")``, optionally with an
+    #: ``n_targets(target)`` attribute that counts the targets a summed validation loss is
+    #: divided by (default: ``target.numel()``)
     loss: str | Callable[..., torch.Tensor] = "mse"
+    #: the loss that validation, early stopping and the best epoch go by, in the same forms;
+    #: ``None``: ``loss``
+    val_loss: str | Callable[..., torch.Tensor] | None = None
     #: how the loaders batch items; ``None`` is PyTorch's default (batches are ``(*inputs, y)``)
     collate_fn: Callable | None = None
     #: what a NaN or infinite training loss (or gradient) does: "raise" stops training with
@@ -250,14 +279,9 @@ class ForecastingSystem(pl.LightningModule):
         check_training_settings(
             options.on_nonfinite_loss, options.checkpoint_dir, options.ema_epochs
         )
-        if callable(options.loss):
-            self.loss_fn = options.loss
-        elif options.loss in LOSSES:
-            self.loss_fn = LOSSES[options.loss]
-        else:
-            raise ValueError(
-                f"loss must be one of {sorted(LOSSES)} or a callable, got {options.loss!r}"
-            )
+        self.loss_fn = _loss_function(options.loss)
+        self.val_loss_name = options.loss if options.val_loss is None else options.val_loss
+        self.val_loss_fn = _loss_function(self.val_loss_name, "val_loss")
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(*inputs)
@@ -393,10 +417,10 @@ class ForecastingSystem(pl.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         *inputs, y = batch
         # Summed loss so that the epoch's loss is exact whatever the last batch's size.
-        sse = self.loss_fn(self.model(*inputs), y, reduction="sum")
+        sse = self.val_loss_fn(self.model(*inputs), y, reduction="sum")
         # summed on the device (float64, as Python floats would be): no host sync per batch
         self._val_sse = getattr(self, "_val_sse", 0.0) + sse.detach().double()
-        self._val_n = getattr(self, "_val_n", 0) + _n_targets(self.options.loss, y)
+        self._val_n = getattr(self, "_val_n", 0) + _n_targets(self.val_loss_name, y)
 
     def on_validation_epoch_end(self) -> None:
         n = int(getattr(self, "_val_n", 0))
@@ -512,8 +536,8 @@ class BestWeights(Callback):
         with torch.no_grad():
             for batch in self.initial_loader:
                 *inputs, y = move_data_to_device(batch, pl_module.device)
-                sse += float(pl_module.loss_fn(model(*inputs), y, reduction="sum"))
-                n += int(_n_targets(pl_module.options.loss, y))
+                sse += float(pl_module.val_loss_fn(model(*inputs), y, reduction="sum"))
+                n += int(_n_targets(pl_module.val_loss_name, y))
         model.train(was_training)
         # every rank must take the same decision: rank 0's measurement rules
         score = trainer.strategy.broadcast(sse / n if n else math.inf, src=0)
@@ -765,12 +789,13 @@ def _fingerprint(
     (parameter names, shapes, dtypes), the dataset sizes and the caller's tag."""
     from rwkv_ts._checkpoint import data_digest
 
-    loss = options.loss
-    if isinstance(loss, str):
-        loss_name = loss
-    else:  # a function by its name; a loss object by its class (its repr has an address)
+    def loss_name(loss) -> str:
+        if isinstance(loss, str):
+            return loss
+        # a function by its name; a loss object by its class (its repr has an address)
         named = loss if hasattr(loss, "__qualname__") else type(loss)
-        loss_name = f"{named.__module__}.{named.__qualname__}"
+        return f"{named.__module__}.{named.__qualname__}"
+
     architecture = [
         type(model).__qualname__,
         [[name, list(t.shape), str(t.dtype)] for name, t in model.state_dict().items()],
@@ -783,7 +808,9 @@ def _fingerprint(
         "patience": options.patience,
         "gradient_clip": options.gradient_clip,
         "random_state": options.random_state,
-        "loss": loss_name,
+        "loss": loss_name(options.loss),
+        # only when set: the fingerprints of runs validated by their training loss stay as they were
+        **({} if options.val_loss is None else {"val_loss": loss_name(options.val_loss)}),
         "on_nonfinite_loss": options.on_nonfinite_loss,
         "keep_initial": options.keep_initial,
         "ema_epochs": options.ema_epochs,

@@ -40,8 +40,8 @@ class RWKVSktimeForecaster(BaseForecaster):
         passed to ``fit`` (then ``fh`` is required in ``fit``).
     lookback, patch_len, stride, d_model, n_layers, head_size, ffn_mult, shift_distances, \
 tcn_dilations, decay, norm, head, dropout, max_epochs, batch_size, learning_rate, \
-weight_decay, patience, ema_epochs, val_fraction, ensemble_size, random_state, accelerator, \
-devices, log_dir, on_nonfinite_loss, checkpoint_dir
+weight_decay, patience, loss, val_loss, ema_epochs, val_fraction, ensemble_size, random_state, \
+accelerator, devices, log_dir, on_nonfinite_loss, checkpoint_dir
         As in :class:`rwkv_ts.RWKVForecaster`. Every series needs ``lookback + horizon``
         observations.
     verbose : bool, default False
@@ -106,6 +106,8 @@ devices, log_dir, on_nonfinite_loss, checkpoint_dir
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         patience: int = 3,
+        loss: str = "mse",
+        val_loss: str | None = None,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
@@ -136,6 +138,8 @@ devices, log_dir, on_nonfinite_loss, checkpoint_dir
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.loss = loss
+        self.val_loss = val_loss
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
@@ -173,6 +177,8 @@ devices, log_dir, on_nonfinite_loss, checkpoint_dir
         "learning_rate",
         "weight_decay",
         "patience",
+        "loss",
+        "val_loss",
         "ema_epochs",
         "val_fraction",
         "ensemble_size",
