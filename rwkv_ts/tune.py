@@ -110,6 +110,11 @@ def _forecaster_space(est: Any) -> dict[str, Any]:
         # the removed daily cycle of the ETT recipe; the validation loss is the same MSE either
         # way (the profile is added back to forecast and target alike), so trials compare
         "cycle": [None, "auto"],
+        # the accurate preset's Huber loss beside the squared error (and the estimator's own);
+        # validation goes by one loss in every trial, the estimator's val_loss (else its
+        # loss), so that the trials' scores compare
+        "loss": sorted({"mse", "huber", est.loss}),
+        "val_loss": [est.val_loss if est.val_loss is not None else est.loss],
     }
 
 

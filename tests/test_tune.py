@@ -68,6 +68,11 @@ def test_default_search_space_gives_valid_configurations():
     space = default_search_space(est)
     assert {"lookback", "horizon", "val_fraction", "norm", "head"}.isdisjoint(space)
     assert space["cycle"] == [None, "auto"]  # the ETT recipe's choice is in the space
+    # the accurate preset's loss too, every trial validated by the same loss
+    assert (space["loss"], space["val_loss"]) == (["huber", "mse"], ["mse"])
+    robust = default_search_space(RWKVForecaster(loss="mae"))
+    assert (robust["loss"], robust["val_loss"]) == (["huber", "mae", "mse"], ["mae"])
+    assert default_search_space(RWKVForecaster(val_loss="huber"))["val_loss"] == ["huber"]
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = optuna.create_study(sampler=sampler)
     for _ in range(30):
