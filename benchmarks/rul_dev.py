@@ -77,6 +77,9 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
     "r7-drift10": (_R3, {"baseline_cycles": 10}),
     "r7-drift20": (_R3, {"baseline_cycles": 20}),
     "r7-drift30": (_R3, {"baseline_cycles": 30}),
+    # round 8: a robust training loss, the kept epoch chosen by the validation MSE
+    "r8-huber": ({**_R3, "loss": "huber", "val_loss": "mse"}, {}),
+    "r8-mae": ({**_R3, "loss": "mae", "val_loss": "mse"}, {}),
     "window30": ({"batch_size": 256, "max_epochs": 40, "patience": 8}, {"window": 30}),
     "conditions": ({}, {"condition_features": True}),
 }

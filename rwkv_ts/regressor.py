@@ -12,6 +12,7 @@ from rwkv_ts.data.instances import Instances, align_targets, check_y
 from rwkv_ts.data.sequences import token_targets
 from rwkv_ts.data.validation import DataValidationError
 from rwkv_ts.sequence_estimator import _SHARED_DOC, SequenceEstimator
+from rwkv_ts.training import REGRESSION_LOSSES
 
 
 def _per_sample_targets(y: Any, inst: Instances) -> list[np.ndarray] | None:
@@ -50,7 +51,12 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
     Parameters
     ----------"""
         + _SHARED_DOC
-        + """
+        + """    loss : {"mse", "mae", "huber"}, default "mse"
+        The training loss on the standardised targets: squared error, absolute error, or
+        Huber's loss (squared within one target standard deviation, absolute beyond).
+    val_loss : {"mse", "mae", "huber"} or None, default None
+        The loss that validation, early stopping and the kept epoch go by; ``None``: ``loss``.
+
     Attributes
     ----------
     model_ : RWKVSequenceModel or SequenceEnsemble
@@ -101,6 +107,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         learning_rate: float = 2e-3,
         weight_decay: float = 1e-2,
         patience: int = 15,
+        loss: str = "mse",
+        val_loss: str | None = None,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
@@ -134,6 +142,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.patience = patience
+        self.loss = loss
+        self.val_loss = val_loss
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
@@ -180,7 +190,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
             targets: Any = token_targets(scaled, self.patch_len, self.stride)
             n_outputs = stacked.shape[1]
             self.target_ndim_ = 1 if all(np.ndim(item) == 1 for item in y) else 2
-            loss = "masked_mse"
+            prefix = "masked_"  # per-token targets padded with NaN
         else:
             values = np.asarray(align_targets(y, inst), dtype=np.float64)
             if values.ndim not in (1, 2):
@@ -194,9 +204,25 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
             self._set_target_scale(values)
             targets = ((values - self.target_mean_) / self.target_std_).astype(np.float32)
             n_outputs = values.shape[1]
-            loss = "mse"
-        self._train(inst, targets, n_outputs=n_outputs, loss=loss, groups=groups)
+            prefix = ""
+        self._train(
+            inst,
+            targets,
+            n_outputs=n_outputs,
+            loss=prefix + self.loss,
+            val_loss=None if self.val_loss is None else prefix + self.val_loss,
+            groups=groups,
+        )
         return self
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        for name, allowed in (
+            ("loss", tuple(REGRESSION_LOSSES)),
+            ("val_loss", (None, *REGRESSION_LOSSES)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 
     def _set_target_scale(self, values: np.ndarray) -> None:
         if not np.isfinite(values).all():

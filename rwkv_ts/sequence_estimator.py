@@ -251,6 +251,7 @@ class SequenceEstimator(BaseEstimator):
         loss: str,
         stratify: np.ndarray | None = None,
         groups: Any = None,
+        val_loss: str | None = None,
     ) -> None:
         """Fit the scaler and the model; set the fitted attributes."""
         lengths = inst.lengths
@@ -273,7 +274,7 @@ class SequenceEstimator(BaseEstimator):
         members, results = [], []
         for i, (seed, (train_idx, val_idx)) in enumerate(zip(seeds, splits, strict=True)):
             model, result = self._train_member(
-                i, seed, config, scaled, targets, train_idx, val_idx, loss
+                i, seed, config, scaled, targets, train_idx, val_idx, loss, val_loss
             )
             members.append(model.eval())
             results.append(result)
@@ -299,6 +300,7 @@ class SequenceEstimator(BaseEstimator):
         train_idx: np.ndarray,
         val_idx: np.ndarray,
         loss: str,
+        val_loss: str | None = None,
     ) -> tuple[RWKVSequenceModel, dict]:
         """Train member ``i`` of the ensemble (the only one of a single model); with a
         ``checkpoint_dir``, an ensemble keeps each finished member there until ``fit`` ends, so
@@ -337,7 +339,7 @@ class SequenceEstimator(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVSequenceModel(config)
-            trained = _TokenOutputs(model) if loss == "masked_mse" else model
+            trained = _TokenOutputs(model) if loss.startswith("masked_") else model
             result = train_model(
                 trained,
                 subset(train_idx),
@@ -347,6 +349,7 @@ class SequenceEstimator(BaseEstimator):
                     batch_size=self._batch_size(len(train_idx)),
                     random_state=seed,
                     loss=loss,
+                    val_loss=val_loss,
                     collate_fn=collate_sequences,
                     checkpoint_dir=checkpoint_dir,
                     checkpoint_tag=tag,

@@ -184,3 +184,57 @@ def test_a_robust_loss_first_trains_the_linear_branch_alone(etth1_slice, monkeyp
     calls.clear()
     RWKVForecaster(**TINY).fit(frame)
     assert len(calls) == 1  # the squared error: the least-squares start is its linear solution
+
+
+def _rul_like(n: int, seed: int):
+    """Sequences whose per-sample target is a capped countdown, as RUL targets are."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(30, 50, size=n)
+    X, y = [], []
+    for length in lengths:
+        life = length + rng.integers(0, 30)
+        t = np.arange(length)
+        wear = (t / life) ** 2
+        X.append(np.stack([wear + 0.05 * rng.normal(size=length), rng.normal(size=length)]))
+        y.append(np.minimum(life - t, 40.0).astype(float))
+    return X, y
+
+
+REG = dict(
+    patch_len=2, stride=2, d_model=8, head_size=8, n_layers=1, max_epochs=3, batch_size=8,
+    verbose=False, random_state=0, accelerator="cpu",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("per_sample", [True, False], ids=["every-cycle", "last-cycle"])
+def test_regressor_trains_with_the_loss_asked_and_validates_by_val_loss(per_sample):
+    from rwkv_ts import RWKVRegressor
+
+    X, y = _rul_like(40, 0)
+    targets = y if per_sample else np.array([t[-1] for t in y])
+    fits = {
+        (loss, val_loss): RWKVRegressor(**REG, loss=loss, val_loss=val_loss).fit(X, targets)
+        for loss, val_loss in (("mse", None), ("mae", None), ("mae", "mse"), ("huber", None))
+    }
+    curves = {key: [h["train_loss"] for h in est.history_] for key, est in fits.items()}
+    assert curves[("mse", None)] != curves[("mae", None)] != curves[("huber", None)]
+    assert curves[("mae", None)] == curves[("mae", "mse")]
+    by_mae = [h["val_loss"] for h in fits[("mae", None)].history_]
+    by_mse = [h["val_loss"] for h in fits[("mae", "mse")].history_]
+    assert by_mae != by_mse
+    assert np.isfinite(fits[("huber", None)].predict(X[:5])).all()
+
+
+def test_regressor_refuses_unknown_losses_and_saves_a_chosen_one(tmp_path):
+    from rwkv_ts import RWKVRegressor
+
+    X, y = _rul_like(20, 1)
+    with pytest.raises(ValueError, match="loss must be one of .* got 'l1'"):
+        RWKVRegressor(**REG, loss="l1").fit(X, y)
+    with pytest.raises(ValueError, match="val_loss must be one of .* got 'rmse'"):
+        RWKVRegressor(**REG, val_loss="rmse").fit(X, y)
+    reg = RWKVRegressor(**(REG | {"max_epochs": 1}), loss="mae", val_loss="mse").fit(X, y)
+    reg.save(tmp_path / "reg.rwkv")
+    loaded = load(tmp_path / "reg.rwkv")
+    assert (loaded.loss, loaded.val_loss) == ("mae", "mse")
+    np.testing.assert_array_equal(loaded.predict(X[:3]), reg.predict(X[:3]))
