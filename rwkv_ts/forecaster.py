@@ -35,7 +35,7 @@ from rwkv_ts.nn import (
 )
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.training import (
-    REGRESSION_LOSSES,
+    check_losses,
     check_training_settings,
     inference_device,
     options_from,
@@ -489,8 +489,7 @@ class RWKVForecaster(BaseEstimator):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
-        _check_choice("loss", self.loss, tuple(REGRESSION_LOSSES))
-        _check_choice("val_loss", self.val_loss, (None, *REGRESSION_LOSSES))
+        check_losses(self.loss, self.val_loss)
         self._skip_input()
         resolve_cycle(self.cycle, None)  # the value's form; the step is checked at fit
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)

@@ -12,7 +12,7 @@ from rwkv_ts.data.instances import Instances, align_targets, check_y
 from rwkv_ts.data.sequences import token_targets
 from rwkv_ts.data.validation import DataValidationError
 from rwkv_ts.sequence_estimator import _SHARED_DOC, SequenceEstimator
-from rwkv_ts.training import REGRESSION_LOSSES
+from rwkv_ts.training import check_losses
 
 
 def _per_sample_targets(y: Any, inst: Instances) -> list[np.ndarray] | None:
@@ -217,12 +217,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
 
     def _check_params(self) -> None:
         super()._check_params()
-        for name, allowed in (
-            ("loss", tuple(REGRESSION_LOSSES)),
-            ("val_loss", (None, *REGRESSION_LOSSES)),
-        ):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_losses(self.loss, self.val_loss)
 
     def _set_target_scale(self, values: np.ndarray) -> None:
         if not np.isfinite(values).all():

@@ -137,6 +137,26 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def check_losses(loss: object, val_loss: object) -> None:
+    """Check an estimator's ``loss`` and ``val_loss`` parameters (names of
+    :data:`REGRESSION_LOSSES`; ``val_loss`` may be ``None``), naming the bad one.
+
+    Examples
+    --------
+    >>> check_losses("huber", "mse")
+    >>> check_losses("l2", None)
+    Traceback (most recent call last):
+    ...
+    ValueError: loss must be one of ('mse', 'mae', 'huber'), got 'l2'
+    """
+    for name, value, allowed in (
+        ("loss", loss, tuple(REGRESSION_LOSSES)),
+        ("val_loss", val_loss, (None, *REGRESSION_LOSSES)),
+    ):
+        if not isinstance(value, str | None) or value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
 def _loss_function(loss: str | Callable[..., torch.Tensor], what: str = "loss"):
     if callable(loss):
         return loss

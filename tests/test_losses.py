@@ -164,7 +164,7 @@ def test_a_robust_loss_first_trains_the_linear_branch_alone(etth1_slice, monkeyp
 
     def spy(module, train_data, val_data, options):
         head = getattr(module, "head", None)
-        head_at_start = None if head is None else float(head.linear.weight.abs().sum())
+        head_at_start = None if head is None else head.linear.weight.abs().sum().item()
         result = original(module, train_data, val_data, options)
         calls.append((module, options, head_at_start, result))
         return result
