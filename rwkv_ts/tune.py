@@ -87,7 +87,10 @@ class TuneResult:
 
 
 def _forecaster_space(est: Any) -> dict[str, Any]:
-    lookback = int(est.get_params()["lookback"])
+    params = est.get_params()
+    lookback = int(params["lookback"])
+    loss = params.get("loss", "mse")  # an estimator without the parameter trains with MSE
+    val_loss = params.get("val_loss") or loss
     patch = [p for p in (8, 16) if p <= lookback // 2] or [max(lookback // 2, 1)]
     return {
         # d_model 16 with head_size 16 won on the ETT validation parts (benchmarks/
@@ -113,8 +116,8 @@ def _forecaster_space(est: Any) -> dict[str, Any]:
         # the accurate preset's Huber loss beside the squared error (and the estimator's own);
         # validation goes by one loss in every trial, the estimator's val_loss (else its
         # loss), so that the trials' scores compare
-        "loss": sorted({"mse", "huber", est.loss}),
-        "val_loss": [est.val_loss if est.val_loss is not None else est.loss],
+        "loss": sorted({"mse", "huber", loss}),
+        "val_loss": [val_loss],
     }
 
 
