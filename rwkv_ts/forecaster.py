@@ -98,7 +98,7 @@ PRESETS = MappingProxyType(
         # instance normalisation, flatten head, linear branch chosen on validation: the most
         # accurate configuration on the ETT benchmarks. Huber's loss, the kept epoch chosen by
         # the validation MSE: chosen on ETT's validation parts (ett_validation_sweep_round10.md,
-        # 13 of 16 pairs lower or equal), it lowered 6 of 8 ETT test averages (forecast_ett_v4.md)
+        # 14 of 16 pairs lower or equal), it lowered 6 of 8 ETT test averages (forecast_ett_v4.md)
         "accurate": MappingProxyType(
             {
                 "norm": "instance",
