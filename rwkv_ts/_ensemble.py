@@ -34,6 +34,20 @@ def member_seeds(random_state: int | None, size: int) -> list[int | None]:
     return [int(random_state), *derived]
 
 
+def fitted_ensemble_size(model: nn.Module) -> int:
+    """How many members a fitted model holds (1 for a single model): what was fitted, which
+    ``ensemble_size`` no longer says once ``set_params`` has changed it.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> fitted_ensemble_size(nn.Linear(2, 1))
+    1
+    """
+    members = getattr(model, "members", None)
+    return 1 if members is None else len(members)
+
+
 def member_file(checkpoint_dir: str, i: int) -> Path:
     """File of finished member ``i``; ``with_suffix("")`` is its training folder."""
     return Path(checkpoint_dir) / f"ensemble_member_{i}.safetensors"

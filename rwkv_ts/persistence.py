@@ -64,6 +64,17 @@ def _json_params(params: dict) -> dict:
     return out
 
 
+def _fitted_params(est) -> dict:
+    """The estimator's parameters with ``ensemble_size`` as fitted (a ``set_params`` after ``fit``
+    must not write a file whose weights do not match its parameters)."""
+    params = est.get_params(deep=False)
+    if "ensemble_size" in params:
+        from rwkv_ts._ensemble import fitted_ensemble_size
+
+        params["ensemble_size"] = fitted_ensemble_size(est.model_)
+    return params
+
+
 def save_forecaster(est, path: str | os.PathLike) -> Path:
     """Write a fitted :class:`~rwkv_ts.RWKVForecaster` to ``path`` atomically."""
     path = Path(path)
@@ -79,7 +90,7 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
     profile = getattr(est, "cycle_profile_", None)
     if profile is not None:
         tensors["cycle.profile"] = torch.from_numpy(np.asarray(profile, dtype=np.float64))
-    params = est.get_params(deep=False)
+    params = _fitted_params(est)
     if params.get("cycle") is None:
         params.pop("cycle", None)  # its default: an older rwkv-ts, without the parameter, loads it
     for name, default in (("ensemble_size", 1), ("loss", "mse"), ("val_loss", None)):
@@ -293,7 +304,7 @@ def save_scaled_model(
         "format_version": _FORMAT_VERSION_WITHOUT_CYCLE,
         "rwkv_ts_version": __version__,
         "estimator": type(est).__name__,
-        "params": _json_params(est.get_params(deep=False)),
+        "params": _json_params(_fitted_params(est)),
         "config": est.config_.to_dict(),
         "history": est.history_,
         "best_epoch": est.best_epoch_,

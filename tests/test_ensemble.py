@@ -80,7 +80,7 @@ def test_module_combines_means_and_probabilities_in_both_modes():
         SequenceEnsemble([members[0], other])
 
 
-def test_classifier_ensemble_averages_its_members_probabilities():
+def test_classifier_ensemble_averages_its_members_probabilities(tmp_path):
     X, y = _waves()
     params = {**TINY, "val_fraction": 0.25}
     single = RWKVClassifier(**params).fit(X, y)
@@ -109,6 +109,14 @@ def test_classifier_ensemble_averages_its_members_probabilities():
     got = np.concatenate([stream.update(X[0].T[:9]), stream.update(X[0].T[9:])])
     np.testing.assert_allclose(got[3:], steps[3:], atol=1e-5, rtol=0)
     np.testing.assert_allclose(got[-1], proba[0], atol=1e-5, rtol=0)
+    # the file keeps the members fitted, whatever ensemble_size says after fit
+    ens.set_params(ensemble_size=1)
+    path = tmp_path / "ens.rwkvts"
+    ens.save(path)
+    ens.set_params(ensemble_size=3)
+    loaded = rwkv_ts.load(path)
+    assert loaded.ensemble_size == 3 and len(loaded.model_.members) == 3
+    np.testing.assert_array_equal(loaded.predict_proba(X), proba)
 
 
 def test_regressor_ensemble_streams_every_cycle_of_real_engines(fd001, tmp_path):

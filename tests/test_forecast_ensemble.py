@@ -155,6 +155,23 @@ def test_runtime_and_onnx_refuse_an_ensemble_by_name(series, tmp_path):
         export_onnx(est, tmp_path / "ens.onnx")
 
 
+def test_files_and_refusals_go_by_the_members_fitted_not_a_later_ensemble_size(series, tmp_path):
+    est = RWKVForecaster(**STREAMABLE, ensemble_size=2).fit(series)
+    expected = est.predict().to_numpy()
+    est.set_params(ensemble_size=1)  # after fit: the model is still an ensemble of two
+    est.save(tmp_path / "ens.rwkvts")
+    loaded = rwkv_ts.load(tmp_path / "ens.rwkvts")
+    assert loaded.ensemble_size == 2 and len(loaded.model_.members) == 2
+    np.testing.assert_array_equal(loaded.predict().to_numpy(), expected)
+    with pytest.raises(RuntimeModelError, match="ensemble of 2 members"):
+        read_model_file(tmp_path / "ens.rwkvts")
+    pytest.importorskip("onnx")
+    from rwkv_ts.export import export_onnx
+
+    with pytest.raises(ValueError, match="ensemble of 2 members"):
+        export_onnx(est, tmp_path / "ens.onnx")
+
+
 def test_killed_ensemble_fit_resumes_with_the_member_it_was_training(series, tmp_path):
     params = {**TINY, "max_epochs": 3, "ensemble_size": 3}
     reference = RWKVForecaster(**params).fit(series)

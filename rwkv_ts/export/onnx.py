@@ -314,7 +314,9 @@ def _arrays_of(source: Any) -> ModelArrays:
     if isinstance(source, str | os.PathLike):
         return read_model_file(source)
     # a fitted RWKVForecaster (torch is loaded already)
-    size = getattr(source, "ensemble_size", 1)
+    from rwkv_ts._ensemble import fitted_ensemble_size
+
+    size = fitted_ensemble_size(source.model_)
     if size != 1:
         raise ValueError(single_model_only(size, "this RWKVForecaster"))
     from rwkv_ts.data.serialize import panel_to_record
