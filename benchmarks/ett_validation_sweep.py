@@ -83,6 +83,19 @@ CANDIDATES = {
         for name in CANDIDATES_R7
         for loss in ("mae", "huber")
     },
+    # round 11: the streamable configuration's encoder reach and size (its TCN branch and
+    # multi-scale shift are what its ETTh1 ablations credit): one more dilation / shift distance,
+    # a third layer, a wider model
+    **{
+        f"stream_d16_b128_cycle_{tag}": CANDIDATES_R7["stream_d16_b128_cycle"] | change
+        for tag, change in {
+            "tcn8": dict(tcn_dilations=(1, 2, 4, 8)),
+            "shift8": dict(shift_distances=(1, 2, 4, 8)),
+            "tcn8_shift8": dict(tcn_dilations=(1, 2, 4, 8), shift_distances=(1, 2, 4, 8)),
+            "layers3": dict(n_layers=3),
+            "d32": dict(d_model=32),
+        }.items()
+    },
     # the streamable configuration (its batch counts lookback windows of its segments)
     "stream_d16_b128": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=128),
     "stream_d16_b896": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=896),
