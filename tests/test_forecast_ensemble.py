@@ -4,6 +4,8 @@ states, save/load, resuming a killed fit, and the clear refusals of the single-m
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -133,8 +135,26 @@ def test_streams_of_an_ensemble_equal_predict_and_restore_their_state(
     np.testing.assert_array_equal(restored.forecast_array(), stream.forecast_array())
 
 
-def test_saved_ensemble_loads_with_the_same_forecasts_and_members(series, tmp_path):
-    est = RWKVForecaster(**STREAMABLE, ensemble_size=2).fit(series)
+@pytest.fixture(scope="module")
+def ensemble_of_two(series):
+    """A streamable ensemble of two, fitted once for the tests that only read it."""
+    return RWKVForecaster(**STREAMABLE, ensemble_size=2).fit(series)
+
+
+def _assert_single_model_readers_refuse(est, path) -> None:
+    """The torch-free runtime (reading ``path``, ``est`` saved) and the ONNX export refuse
+    ``est``, an ensemble of two, by name."""
+    with pytest.raises(RuntimeModelError, match="ensemble of 2 members.*read single models"):
+        read_model_file(path)
+    pytest.importorskip("onnx")
+    from rwkv_ts.export import export_onnx
+
+    with pytest.raises(ValueError, match="ensemble of 2 members"):
+        export_onnx(est, path.with_suffix(".onnx"))
+
+
+def test_saved_ensemble_loads_with_the_same_forecasts_and_members(ensemble_of_two, tmp_path):
+    est = ensemble_of_two
     est.save(tmp_path / "ens.rwkvts")
     loaded = rwkv_ts.load(tmp_path / "ens.rwkvts")
     assert isinstance(loaded.model_, ForecastEnsemble) and loaded.ensemble_size == 2
@@ -143,33 +163,22 @@ def test_saved_ensemble_loads_with_the_same_forecasts_and_members(series, tmp_pa
     np.testing.assert_array_equal(loaded.predict().to_numpy(), est.predict().to_numpy())
 
 
-def test_runtime_and_onnx_refuse_an_ensemble_by_name(series, tmp_path):
-    est = RWKVForecaster(**STREAMABLE, ensemble_size=2).fit(series)
-    est.save(tmp_path / "ens.rwkvts")
-    with pytest.raises(RuntimeModelError, match="ensemble of 2 members.*read single models"):
-        read_model_file(tmp_path / "ens.rwkvts")
-    pytest.importorskip("onnx")
-    from rwkv_ts.export import export_onnx
-
-    with pytest.raises(ValueError, match="ensemble of 2 members"):
-        export_onnx(est, tmp_path / "ens.onnx")
+def test_runtime_and_onnx_refuse_an_ensemble_by_name(ensemble_of_two, tmp_path):
+    ensemble_of_two.save(tmp_path / "ens.rwkvts")
+    _assert_single_model_readers_refuse(ensemble_of_two, tmp_path / "ens.rwkvts")
 
 
-def test_files_and_refusals_go_by_the_members_fitted_not_a_later_ensemble_size(series, tmp_path):
-    est = RWKVForecaster(**STREAMABLE, ensemble_size=2).fit(series)
+def test_files_and_refusals_go_by_the_members_fitted_not_a_later_ensemble_size(
+    ensemble_of_two, tmp_path
+):
+    est = copy.deepcopy(ensemble_of_two)
     expected = est.predict().to_numpy()
     est.set_params(ensemble_size=1)  # after fit: the model is still an ensemble of two
     est.save(tmp_path / "ens.rwkvts")
     loaded = rwkv_ts.load(tmp_path / "ens.rwkvts")
     assert loaded.ensemble_size == 2 and len(loaded.model_.members) == 2
     np.testing.assert_array_equal(loaded.predict().to_numpy(), expected)
-    with pytest.raises(RuntimeModelError, match="ensemble of 2 members"):
-        read_model_file(tmp_path / "ens.rwkvts")
-    pytest.importorskip("onnx")
-    from rwkv_ts.export import export_onnx
-
-    with pytest.raises(ValueError, match="ensemble of 2 members"):
-        export_onnx(est, tmp_path / "ens.onnx")
+    _assert_single_model_readers_refuse(est, tmp_path / "ens.rwkvts")
 
 
 def test_killed_ensemble_fit_resumes_with_the_member_it_was_training(series, tmp_path):
