@@ -96,6 +96,17 @@ CANDIDATES = {
             "d32": dict(d_model=32),
         }.items()
     },
+    # round 12: FreDF's frequency-domain term in the training loss (frequency_loss_weight) on
+    # both configurations of forecast_ett.py (the windowed one with Huber's loss, round 10)
+    **{
+        f"{name}_freq{weight:g}": base | {"frequency_loss_weight": weight}
+        for name, base in {
+            "d16_auto_b896_lr3e-4_cycle_huber": CANDIDATES_R7["d16_auto_b896_lr3e-4_cycle"]
+            | {"loss": "huber", "val_loss": "mse"},
+            "stream_d16_b128_cycle": CANDIDATES_R7["stream_d16_b128_cycle"],
+        }.items()
+        for weight in (0.5, 0.8, 1.0)
+    },
     # the streamable configuration (its batch counts lookback windows of its segments)
     "stream_d16_b128": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=128),
     "stream_d16_b896": dict(norm="causal", head="last", d_model=16, head_size=16, batch_size=896),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import replace
 from types import MappingProxyType
@@ -40,12 +41,18 @@ from rwkv_ts.training import (
     inference_device,
     options_from,
     train_model,
+    with_frequency_term,
 )
 
 
 def _check_choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _cuda_devices() -> list[int]:
+    """The CUDA devices whose generators a forked random state must cover (none without CUDA)."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 class _LinearBranch(nn.Module):
@@ -87,6 +94,11 @@ def choose_skip_input(
     return replace(config, skip_input=best)
 
 
+#: The frequency term's weight that ``frequency_loss_weight="auto"`` tries beside none: FreDF's
+#: usual setting, and the best mean change of 0.5, 0.8 and 1 on ETTm2's validation part, the set
+#: the term helped most (``benchmarks/results/ett_validation_sweep_round12.md``).
+AUTO_FREQUENCY_WEIGHT = 0.8
+
 #: Named presets of :meth:`RWKVForecaster.from_preset`: the parameters each one sets.
 PRESETS = MappingProxyType(
     {
@@ -98,7 +110,9 @@ PRESETS = MappingProxyType(
         # instance normalisation, flatten head, linear branch chosen on validation: the most
         # accurate configuration on the ETT benchmarks. Huber's loss, the kept epoch chosen by
         # the validation MSE: chosen on ETT's validation parts (ett_validation_sweep_round10.md,
-        # 14 of 16 pairs lower or equal), it lowered 6 of 8 ETT test averages (forecast_ett_v4.md)
+        # 14 of 16 pairs lower or equal), it lowered 6 of 8 ETT test averages (forecast_ett_v4.md).
+        # The linear stage tries FreDF's frequency term and keeps what validates better
+        # (ett_validation_sweep_round12.md; its test measurement: forecast_ett_v5.md)
         "accurate": MappingProxyType(
             {
                 "norm": "instance",
@@ -106,6 +120,7 @@ PRESETS = MappingProxyType(
                 "cycle": "auto",
                 "loss": "huber",
                 "val_loss": "mse",
+                "frequency_loss_weight": "auto",
             }
         ),
         # causal normalisation and the last-state head: forecasts from the whole history, and
@@ -200,6 +215,20 @@ class RWKVForecaster(BaseEstimator):
         ``val_loss``, ``best_val_loss_``); ``None``: ``loss``. Train with ``"mae"`` and
         validate with ``"mse"`` to choose the weights by the squared error while training
         robustly.
+    frequency_loss_weight : float or "auto", default 0.0
+        Weight ``w`` in [0, 1] of a frequency-domain term in the training loss:
+        ``(1 - w) * loss + w * mean |DFT(forecast - target)|`` over the horizon (orthonormal
+        DFT; FreDF, Wang et al., ICLR 2025). A horizon's errors are correlated step to step,
+        which a loss summed over the steps ignores; the DFT's coefficients are nearly not.
+        Validation goes by ``val_loss`` (else ``loss``) alone. With ``w > 0`` the windowed
+        configuration's linear branch is trained by the mixed loss from its least-squares
+        start, as for a loss other than ``"mse"``. ``"auto"``: the windowed configuration's
+        linear branch is trained both without the term and with ``w = 0.8``
+        (:data:`AUTO_FREQUENCY_WEIGHT`), the map that validates best is kept and the encoder
+        trains with its weight (``frequency_loss_weight_``); the term helps data with level
+        shifts and hurts others (ETT's validation parts: ETTh2 and ETTm2 against ETTh1 and
+        ETTm1). The streamable configuration, which has no linear stage, trains without the
+        term under ``"auto"``; so does a fit without a validation part.
     ema_epochs : float or None, default None
         Keep an exponential moving average of the weights with a time constant of this many
         epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
@@ -265,6 +294,9 @@ class RWKVForecaster(BaseEstimator):
     best_val_loss_ : float or None
         The validation loss (``val_loss``, else ``loss``; scaled data) of the weights kept
         (member 0's for an ensemble).
+    frequency_loss_weight_ : float
+        The weight of the frequency term the encoder trained with: ``frequency_loss_weight``,
+        or the one ``"auto"`` chose (member 0's for an ensemble).
     cycle_ : int or None
         The period of the removed cycle in steps (``cycle`` resolved), or ``None``.
     cycle_profile_ : ndarray of shape (cycle_, n_channels) or None
@@ -308,6 +340,7 @@ class RWKVForecaster(BaseEstimator):
         patience: int = 3,
         loss: str = "mse",
         val_loss: str | None = None,
+        frequency_loss_weight: float = 0.0,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
@@ -346,6 +379,7 @@ class RWKVForecaster(BaseEstimator):
         self.patience = patience
         self.loss = loss
         self.val_loss = val_loss
+        self.frequency_loss_weight = frequency_loss_weight
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
@@ -490,6 +524,18 @@ class RWKVForecaster(BaseEstimator):
         _check_choice("norm", self.norm, ("instance", "causal"))
         _check_choice("decay", self.decay, ("data", "static"))
         check_losses(self.loss, self.val_loss)
+        weight = self.frequency_loss_weight
+        if not (
+            weight == "auto"
+            or (
+                isinstance(weight, int | float | np.number)
+                and not isinstance(weight, bool)
+                and 0.0 <= weight <= 1.0
+            )
+        ):
+            raise ValueError(
+                f"frequency_loss_weight must be a number in [0, 1] or 'auto', got {weight!r}"
+            )
         self._skip_input()
         resolve_cycle(self.cycle, None)  # the value's form; the step is checked at fit
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
@@ -609,6 +655,7 @@ class RWKVForecaster(BaseEstimator):
         self.best_epoch_ = results[0]["best_epoch"]
         self.best_val_loss_ = results[0]["best_val_loss"]
         self.n_epochs_ = results[0]["n_epochs"]
+        self.frequency_loss_weight_ = results[0]["frequency_loss_weight"]
         self.member_histories_ = [r["history"] for r in results]
         self.member_best_epochs_ = [r["best_epoch"] for r in results]
         # The streamable configuration forecasts from the whole history, so it keeps it all.
@@ -629,7 +676,7 @@ class RWKVForecaster(BaseEstimator):
         branch's least-squares start, then gradient training. With a ``checkpoint_dir``, an
         ensemble keeps each finished member there until ``fit`` ends, so that a killed fit
         resumes with the member it was training."""
-        keys = ("history", "best_epoch", "best_val_loss", "n_epochs")
+        keys = ("history", "best_epoch", "best_val_loss", "n_epochs", "frequency_loss_weight")
         checkpoint_dir = self.checkpoint_dir
         ensemble = self.ensemble_size > 1
         if checkpoint_dir is not None and ensemble:
@@ -649,26 +696,10 @@ class RWKVForecaster(BaseEstimator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVTSModel(config)
+            weight = self._frequency_weights()[0]
             if config.linear_skip and not config.streamable:
                 model.fit_skip_least_squares(DataLoader(train_data, batch_size=4096))
-                if self.loss != "mse":
-                    # the least-squares start refined by the loss asked, before the encoder
-                    # trains (where the loss is robust, its linear solution is another one)
-                    train_model(
-                        _LinearBranch(model),
-                        train_data,
-                        val_data,
-                        options_from(
-                            self,
-                            loss=self.loss,
-                            val_loss=self.val_loss,
-                            batch_size=batch_size,
-                            random_state=seed,
-                            checkpoint_dir=None,
-                            keep_initial=True,
-                            cuda_graph=True,
-                        ),
-                    )
+                weight = self._linear_stage(model, train_data, val_data, batch_size, seed)
             elif config.linear_skip:
                 from rwkv_ts.stream.training import fit_skip_on_segments
 
@@ -677,18 +708,19 @@ class RWKVForecaster(BaseEstimator):
                 from rwkv_ts.stream.training import TokenForecasts
 
                 # per-token targets of segments padded with NaN
-                trained, prefix = TokenForecasts(model), "masked_"
+                # (batch, tokens, horizon)
+                trained, prefix, horizon_dim = TokenForecasts(model), "masked_", -1
             else:
-                trained, prefix = model, ""
-            val_loss = None if self.val_loss is None else prefix + self.val_loss
+                # (batch, horizon, channels)
+                trained, prefix, horizon_dim = model, "", 1
             result = train_model(
                 trained,
                 train_data,
                 val_data,
                 options_from(
                     self,
-                    loss=prefix + self.loss,
-                    val_loss=val_loss,
+                    loss=self._training_loss(prefix, horizon_dim, weight),
+                    val_loss=self._validation_loss(prefix, weight),
                     batch_size=batch_size,
                     random_state=seed,
                     checkpoint_dir=checkpoint_dir,
@@ -698,10 +730,84 @@ class RWKVForecaster(BaseEstimator):
                     cuda_graph=True,
                 ),
             )
-        summary = {k: getattr(result, k) for k in keys}
+        summary = {k: getattr(result, k) for k in keys if k != "frequency_loss_weight"}
+        summary["frequency_loss_weight"] = weight
         if self.checkpoint_dir is not None and ensemble:
             save_member(member_file(self.checkpoint_dir, i), model, summary, tag)
         return model, summary
+
+    def _frequency_weights(self) -> list[float]:
+        """The frequency term's weights to train with: ``"auto"``'s candidates (the plain loss
+        first), else the one weight asked."""
+        if isinstance(self.frequency_loss_weight, str):
+            return [0.0, AUTO_FREQUENCY_WEIGHT]
+        return [float(self.frequency_loss_weight)]
+
+    def _linear_stage(
+        self,
+        model: RWKVTSModel,
+        train_data: Any,
+        val_data: Any,
+        batch_size: int,
+        seed: int | None,
+    ) -> float:
+        """Train the windowed configuration's linear branch alone from its least-squares start,
+        by the training loss with each weight of the frequency term to try, and keep the map that
+        validates best (the start included); return the weight the encoder then trains with
+        (0 where the least-squares start is kept, the squared error's own solution).
+
+        The least-squares start is the squared error's optimum: with ``loss="mse"`` and no
+        frequency term there is nothing to train. Where the loss is robust or has a frequency
+        term, its linear solution is another one.
+        """
+        weights = self._frequency_weights()
+        if val_data is None or len(val_data) == 0:
+            weights = weights[:1]  # nothing to choose by
+        weights = [w for w in weights if self.loss != "mse" or w > 0]
+        if not weights:
+            return 0.0
+        start = {k: v.clone() for k, v in model.skip.state_dict().items()}
+        best: tuple[float, float, dict] | None = None
+        for weight in weights:
+            model.skip.load_state_dict(start)
+            # each candidate leaves the generators as it found them: the encoder's training
+            # then does not depend on how many candidates were tried
+            with torch.random.fork_rng(devices=_cuda_devices()):
+                result = train_model(
+                    _LinearBranch(model),
+                    train_data,
+                    val_data,
+                    options_from(
+                        self,
+                        loss=self._training_loss("", 1, weight),
+                        val_loss=self._validation_loss("", weight),
+                        batch_size=batch_size,
+                        random_state=seed,
+                        checkpoint_dir=None,
+                        keep_initial=True,
+                        cuda_graph=True,
+                    ),
+                )
+            score = math.inf if result.best_val_loss is None else result.best_val_loss
+            if best is None or score < best[0]:
+                kept = 0.0 if result.best_epoch == -1 else weight
+                best = (score, kept, {k: v.clone() for k, v in model.skip.state_dict().items()})
+        model.skip.load_state_dict(best[2])
+        return best[1]
+
+    def _training_loss(self, prefix: str, horizon_dim: int, weight: float) -> Any:
+        """The training loss: ``loss``'s name (with ``prefix``, e.g. ``"masked_"``), or that
+        loss mixed with a frequency term of weight ``weight`` along the horizon."""
+        if weight > 0:
+            return with_frequency_term(prefix + self.loss, weight, horizon_dim)
+        return prefix + self.loss
+
+    def _validation_loss(self, prefix: str, weight: float) -> str | None:
+        """The validation loss's name: ``val_loss``, else ``loss`` (in the time domain alone
+        when the training loss has a frequency term)."""
+        if self.val_loss is not None:
+            return prefix + self.val_loss
+        return prefix + self.loss if weight > 0 else None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

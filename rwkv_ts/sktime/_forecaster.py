@@ -40,8 +40,8 @@ class RWKVSktimeForecaster(BaseForecaster):
         passed to ``fit`` (then ``fh`` is required in ``fit``).
     lookback, patch_len, stride, d_model, n_layers, head_size, ffn_mult, shift_distances, \
 tcn_dilations, decay, norm, head, dropout, max_epochs, batch_size, learning_rate, \
-weight_decay, patience, loss, val_loss, ema_epochs, val_fraction, ensemble_size, random_state, \
-accelerator, devices, log_dir, on_nonfinite_loss, checkpoint_dir
+weight_decay, patience, loss, val_loss, frequency_loss_weight, ema_epochs, val_fraction, \
+ensemble_size, random_state, accelerator, devices, log_dir, on_nonfinite_loss, checkpoint_dir
         As in :class:`rwkv_ts.RWKVForecaster`. Every series needs ``lookback + horizon``
         observations.
     verbose : bool, default False
@@ -108,6 +108,7 @@ accelerator, devices, log_dir, on_nonfinite_loss, checkpoint_dir
         patience: int = 3,
         loss: str = "mse",
         val_loss: str | None = None,
+        frequency_loss_weight: float = 0.0,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
@@ -140,6 +141,7 @@ accelerator, devices, log_dir, on_nonfinite_loss, checkpoint_dir
         self.patience = patience
         self.loss = loss
         self.val_loss = val_loss
+        self.frequency_loss_weight = frequency_loss_weight
         self.ema_epochs = ema_epochs
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
@@ -179,6 +181,7 @@ accelerator, devices, log_dir, on_nonfinite_loss, checkpoint_dir
         "patience",
         "loss",
         "val_loss",
+        "frequency_loss_weight",
         "ema_epochs",
         "val_fraction",
         "ensemble_size",
