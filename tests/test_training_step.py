@@ -223,15 +223,21 @@ def test_a_model_that_cannot_be_captured_trains_eagerly():
 
 
 @gpu
-@pytest.mark.parametrize("ema_epochs", [None, 0.5], ids=["live", "averaged"])
-def test_forecaster_fit_with_and_without_the_graph(etth1_slice, monkeypatch, ema_epochs):
-    # averaged: the weight average is updated after each replayed step as after each eager one
-    settings_ = TINY | {
-        "dropout": 0.0,
-        "accelerator": "gpu",
-        "linear_skip": False,
-        "ema_epochs": ema_epochs,
-    }
+@pytest.mark.filterwarnings("error::rwkv_ts.training_step.CudaGraphWarning")
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"ema_epochs": 0.5},
+        {"frequency_loss_weight": 0.8},
+        {"frequency_loss_weight": 0.8, "norm": "causal", "head": "last"},
+    ],
+    ids=["live", "averaged", "frequency-term", "frequency-term-streamable"],
+)
+def test_forecaster_fit_with_and_without_the_graph(etth1_slice, monkeypatch, extra):
+    # averaged: the weight average is updated after each replayed step as after each eager one;
+    # frequency-term: the loss's FFT (cuFFT) is captured and replayed with the step
+    settings_ = TINY | {"dropout": 0.0, "accelerator": "gpu", "linear_skip": False} | extra
     monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "1")
     graphed = RWKVForecaster(**settings_).fit(etth1_slice)
     monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "0")
