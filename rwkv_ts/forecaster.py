@@ -225,10 +225,10 @@ class RWKVForecaster(BaseEstimator):
         start, as for a loss other than ``"mse"``. ``"auto"``: the windowed configuration's
         linear branch is trained both without the term and with ``w = 0.8``
         (:data:`AUTO_FREQUENCY_WEIGHT`), the map that validates best is kept and the encoder
-        trains with its weight (``frequency_loss_weight_``); the term helps data with level
-        shifts and hurts others (ETT's validation parts: ETTh2 and ETTm2 against ETTh1 and
-        ETTm1). The streamable configuration, which has no linear stage, trains without the
-        term under ``"auto"``; so does a fit without a validation part.
+        trains with its weight (``frequency_loss_weight_``): whether the term helps depends on
+        the data (on ETT's validation parts it helped ETTh2 and ETTm2 and hurt ETTh1 and ETTm1).
+        The streamable configuration, which has no linear stage, trains without the term under
+        ``"auto"``; so does a fit without a validation part.
     ema_epochs : float or None, default None
         Keep an exponential moving average of the weights with a time constant of this many
         epochs (:class:`rwkv_ts.training.AveragedWeights`): validation, early stopping and the
@@ -340,7 +340,7 @@ class RWKVForecaster(BaseEstimator):
         patience: int = 3,
         loss: str = "mse",
         val_loss: str | None = None,
-        frequency_loss_weight: float = 0.0,
+        frequency_loss_weight: float | str = 0.0,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,

@@ -59,6 +59,19 @@ def test_padding_rows_are_left_out_of_both_terms():
     assert torch.isfinite(pred.grad).all() and (pred.grad[~kept] == 0).all()
 
 
+@pytest.mark.parametrize("loss", ["mse", "masked_huber"])
+def test_the_summed_loss_over_its_targets_is_the_mean_loss(loss):
+    # validation divides a batch's summed loss by its targets (n_targets): the same number
+    rng = np.random.default_rng(1)
+    pred, target = (torch.tensor(rng.normal(size=(3, 4, 10))) for _ in range(2))
+    target[1, 2] = float("nan") if loss.startswith("masked_") else target[1, 2]
+    fn = with_frequency_term(loss, 0.6, dim=-1)
+    n_targets = fn.n_targets(target) if hasattr(fn, "n_targets") else target.numel()
+    assert float(fn(pred, target, reduction="sum")) / n_targets == pytest.approx(
+        float(fn(pred, target)), rel=1e-12
+    )
+
+
 def test_a_weight_outside_the_unit_interval_is_refused():
     with pytest.raises(ValueError, match=r"weight must lie in \[0, 1\], got 1.5"):
         with_frequency_term("mse", 1.5, dim=1)

@@ -108,7 +108,7 @@ ensemble_size, random_state, accelerator, devices, log_dir, on_nonfinite_loss, c
         patience: int = 3,
         loss: str = "mse",
         val_loss: str | None = None,
-        frequency_loss_weight: float = 0.0,
+        frequency_loss_weight: float | str = 0.0,
         ema_epochs: float | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
