@@ -93,7 +93,12 @@ def save_forecaster(est, path: str | os.PathLike) -> Path:
     params = _fitted_params(est)
     if params.get("cycle") is None:
         params.pop("cycle", None)  # its default: an older rwkv-ts, without the parameter, loads it
-    for name, default in (("ensemble_size", 1), ("loss", "mse"), ("val_loss", None)):
+    for name, default in (
+        ("ensemble_size", 1),
+        ("loss", "mse"),
+        ("val_loss", None),
+        ("frequency_loss_weight", 0.0),
+    ):
         if name in params and params[name] == default:
             params.pop(name)  # the same: a file of the defaults stays readable there
     from rwkv_ts import __version__
