@@ -66,6 +66,17 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """A dev script's rows so far (``<out>.rows.json``), rewritten after every run, so that a
+    process killed at a call's end leaves what it finished for ``--merge``."""
+    path.write_text(json.dumps({"rows": rows}))
+
+
+def read_rows(paths: list[str]) -> list[dict]:
+    """The rows of several ``.rows.json`` files (``--merge``), in order."""
+    return [row for p in paths for row in json.loads(Path(p).read_text())["rows"]]
+
+
 def sliding_windows(
     values: np.ndarray, lookback: int, horizon: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, default_data_home, machine, now, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    command_line,
+    default_data_home,
+    machine,
+    now,
+    read_rows,
+    write_json,
+    write_rows,
+)
 from classification import _set_threads  # noqa: E402
 
 DATASETS = ["ECGFiveDays", "SonyAIBORobotSurface1", "MoteStrain", "TwoLeadECG", "FaceFour"]
@@ -88,7 +96,7 @@ def run(args) -> list[dict]:
                     f"{rows[-1]['cv_accuracy']:.3f} ({rows[-1]['seconds']:.0f} s)",
                     flush=True,
                 )
-                out.write_text(json.dumps({"rows": rows}))
+                write_rows(out, rows)
     return rows
 
 
@@ -142,7 +150,7 @@ def main(argv=None) -> None:
     p.add_argument("--out-dir", default=str(RESULTS))
     args = p.parse_args(argv)
     if args.merge:
-        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())["rows"]]
+        rows = read_rows(args.merge)
     else:
         rows = run(args)
     table, md = summarise(rows)

@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, machine, now, write_json  # noqa: E402
+from _common import RESULTS, command_line, machine, now, read_rows, write_json, write_rows  # noqa: E402
 from classification import _set_threads  # noqa: E402
 
 DATASETS = ["GunPoint", "ArrowHead", "ItalyPowerDemand", "OSULeaf", "BasicMotions"]
@@ -133,7 +132,7 @@ def run(args) -> list[dict]:
                     f"fit {fit_s:.1f} s",
                     flush=True,
                 )
-                out.write_text(json.dumps({"rows": rows}))
+                write_rows(out, rows)
     return rows
 
 
@@ -188,7 +187,7 @@ def main(argv=None) -> None:
     p.add_argument("--out-dir", default=str(RESULTS))
     args = p.parse_args(argv)
     if args.merge:
-        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())["rows"]]
+        rows = read_rows(args.merge)
     else:
         rows = run(args)
     table, md = summarise(rows)

@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, command_line, default_data_home, machine, now, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    command_line,
+    default_data_home,
+    machine,
+    now,
+    read_rows,
+    write_json,
+    write_rows,
+)
 
 SUBSETS = ["FD001", "FD002", "FD003", "FD004"]
 
@@ -170,7 +178,7 @@ def run(args) -> list[dict]:
                     f"(capped truth {rmse_c:.2f}) fit {fit_s:.0f} s",
                     flush=True,
                 )
-                out.write_text(json.dumps({"rows": rows}))
+                write_rows(out, rows)
     return rows
 
 
@@ -266,7 +274,7 @@ def main(argv=None) -> None:
     p.add_argument("--out-dir", default=str(RESULTS))
     args = p.parse_args(argv)
     if args.merge:
-        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())["rows"]]
+        rows = read_rows(args.merge)
     else:
         rows = run(args)
     table, md = summarise(rows, 125.0 if args.capped_truth else None, args.summary_max_rul)
