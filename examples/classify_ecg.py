@@ -1,18 +1,23 @@
 """Classification: ECG200 heartbeats (UCR archive), train on the TRAIN part, score on TEST, and
 show how the class probability of one test beat evolves as its samples arrive.
 
-    python examples/classify_ecg.py [--quick]
+    python examples/classify_ecg.py [--quick] [--out DIR]
+
+Writes ``early_classification.png`` (the beat over its class probabilities) into ``--out``.
 
 The files are read from the data home ($RWKV_TS_DATA, else the user cache).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from _quick import parse
 
 from rwkv_ts import RWKVClassifier
 from rwkv_ts.datasets import load_classification
+from rwkv_ts.plot import decision_sample, plot_class_probabilities
 
 args = parse(__doc__)
 X_train, y_train = load_classification("ECG200", "train")
@@ -30,5 +35,14 @@ accuracy = clf.score(X_test, y_test)
 classes = clf.classes_.tolist()
 print(f"ECG200 test accuracy {accuracy:.3f} on {len(y_test)} beats (classes {classes})")
 
-proba = clf.predict_proba(X_test[:1])[0]
-print(f"first test beat: P = {np.round(proba, 3).tolist()}, label {y_test[0]}")
+# after every sample of the first test beat; the last row is predict_proba on the whole beat
+proba = clf.predict_proba_steps(X_test[:1])[0]
+decided = decision_sample(proba)
+print(
+    f"first test beat ({proba.shape[0]} samples): P = {np.round(proba[-1], 3).tolist()}, "
+    f"label {y_test[0]}; the decision holds from sample {decided}"
+)
+plot_class_probabilities(
+    X_test[0], proba, classes, true_class=y_test[0], title="ECG200, first test beat",
+    path=os.path.join(args.out, "early_classification.png"),
+)  # fmt: skip

@@ -318,3 +318,205 @@ def plot_speech_activity(
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     return _finish(fig, path)
+
+
+def decision_sample(probabilities: np.ndarray) -> int | None:
+    """First sample from which the most probable class no longer changes (early classification).
+
+    Parameters
+    ----------
+    probabilities : array (T, n_classes)
+        Class probabilities after every sample, e.g. one entry of
+        :meth:`rwkv_ts.RWKVClassifier.predict_proba_steps` (NaN rows before the first complete
+        patch).
+
+    Returns
+    -------
+    int or None
+        The index ``t`` such that the argmax after every sample ``t, ..., T - 1`` is the final
+        one; ``None`` when no row is known.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[np.nan, np.nan], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    >>> decision_sample(p)
+    2
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2:
+        raise ValueError(
+            f"probabilities must be (samples, classes), got shape {probabilities.shape}"
+        )
+    known = ~np.isnan(probabilities).any(axis=1)
+    if not known.any():
+        return None
+    winners = np.where(known, np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=1), -1)
+    changed = np.flatnonzero(winners != winners[-1])
+    return int(changed[-1]) + 1 if changed.size else 0
+
+
+def plot_class_probabilities(
+    series: np.ndarray,
+    probabilities: np.ndarray,
+    classes,
+    *,
+    true_class=None,
+    title: str | None = None,
+    path: str | Path | None = None,
+):
+    """Plot one instance over the class probabilities after each of its samples (early
+    classification), with the sample from which the decision no longer changes.
+
+    Parameters
+    ----------
+    series : array (T,) or (n_channels, T)
+        The instance, as given to the classifier.
+    probabilities : array (T, n_classes)
+        Its :meth:`rwkv_ts.RWKVClassifier.predict_proba_steps` entry (NaN before the first
+        complete patch; those samples are left blank).
+    classes : sequence
+        The class labels in column order (the classifier's ``classes_``).
+    true_class : optional
+        The instance's label, named in the legend and drawn thicker.
+    path : optional
+        Write the figure there and close it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.linspace(0, 1, 50)
+    >>> p1 = np.clip(t, 0.05, 0.95)
+    >>> fig = plot_class_probabilities(np.sin(6 * t), np.c_[1 - p1, p1], ["a", "b"],
+    ...                                true_class="b")
+    >>> len(fig.axes)
+    2
+    """
+    series = np.asarray(series, dtype=np.float64)
+    if series.ndim == 1:
+        series = series[None]
+    if series.ndim != 2:
+        raise ValueError(f"series must be (T,) or (channels, T), got shape {series.shape}")
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    classes = list(classes)
+    if probabilities.shape != (series.shape[1], len(classes)):
+        raise ValueError(
+            f"probabilities must be (samples, classes) = ({series.shape[1]}, {len(classes)}) "
+            f"for a series of {series.shape[1]} samples and {len(classes)} classes, got shape "
+            f"{probabilities.shape}"
+        )
+    if true_class is not None and true_class not in classes:
+        raise ValueError(f"true_class {true_class!r} is not one of the classes {classes}")
+    _use_agg(path)
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(9, 4.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]}
+    )
+    samples = np.arange(series.shape[1])
+    for channel, values in enumerate(series):
+        top.plot(samples, values, lw=1.0, label=f"channel {channel}" if len(series) > 1 else None)
+    top.set_ylabel("series")
+    if len(series) > 1:
+        top.legend(loc="upper right", fontsize=8)
+    palette = plt.get_cmap("tab10")
+    for k, label in enumerate(classes):
+        is_true = true_class is not None and label == true_class
+        bottom.plot(
+            samples,
+            probabilities[:, k],
+            color=palette(k % 10),
+            lw=2.2 if is_true else 1.2,
+            label=f"P({label})" + (" (true class)" if is_true else ""),
+        )
+    decided = decision_sample(probabilities)
+    if decided is not None:
+        final = classes[int(np.argmax(probabilities[-1]))]
+        for ax in (top, bottom):
+            ax.axvline(decided, color="0.4", ls="--", lw=0.8)
+        bottom.plot([], [], color="0.4", ls="--", lw=0.8, label=f"{final!s} from sample {decided}")
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_xlabel("sample")
+    bottom.set_ylabel("probability")
+    bottom.legend(loc="best", fontsize=8)
+    if title:
+        top.set_title(title)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
+def plot_rul(
+    estimates: np.ndarray,
+    true_rul: np.ndarray | float | None = None,
+    *,
+    cap: float | None = None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    ax=None,
+):
+    """Plot a unit's remaining-useful-life estimate after each of its cycles against the truth.
+
+    Parameters
+    ----------
+    estimates : array (T,)
+        The estimate after every cycle, e.g. one entry of
+        :meth:`rwkv_ts.RWKVRegressor.predict_steps` (NaN before the first complete patch).
+    true_rul : array (T,) or float, optional
+        The true RUL after every cycle, or only after the last one (a C-MAPSS test unit: the
+        value of ``RUL_FD00x.txt``), from which the earlier cycles' truth is counted back.
+    cap : float, optional
+        The cap of the training target (125 in the usual protocol): the capped truth is drawn
+        as well, since it is what a model trained on capped targets can answer.
+    path : optional
+        Write the figure there and close it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> est = np.r_[np.full(4, np.nan), np.linspace(120, 40, 96)]
+    >>> fig = plot_rul(est, true_rul=35.0, cap=125)
+    >>> [line.get_label() for line in fig.axes[0].get_lines()]
+    ['estimate', 'true RUL', 'true RUL capped at 125']
+    """
+    estimates = np.asarray(estimates, dtype=np.float64)
+    if estimates.ndim != 1:
+        raise ValueError(f"estimates must be one unit's (cycles,) array, got {estimates.shape}")
+    cycles = np.arange(1, estimates.size + 1)
+    truth = None
+    if true_rul is not None:
+        truth = np.asarray(true_rul, dtype=np.float64)
+        if truth.ndim == 0:
+            truth = float(truth) + (estimates.size - cycles).astype(np.float64)
+        elif truth.shape != estimates.shape:
+            raise ValueError(
+                f"true_rul must be a number or an array of the estimates' shape "
+                f"{estimates.shape}, got shape {truth.shape}"
+            )
+    if cap is not None and not cap > 0:
+        raise ValueError(f"cap must be positive, got {cap}")
+    _use_agg(path)
+    fig, ax = _figure(ax)
+    ax.plot(cycles, estimates, color="tab:red", lw=1.6, label="estimate")
+    if truth is not None:
+        ax.plot(cycles, truth, color="black", lw=1.2, label="true RUL")
+        if cap is not None:
+            ax.plot(
+                cycles, np.minimum(truth, cap), color="0.45", lw=1.0, ls="--",
+                label=f"true RUL capped at {cap:g}",
+            )  # fmt: skip
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("remaining useful life (cycles)")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _finish(fig, path)
