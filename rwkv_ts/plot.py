@@ -118,6 +118,26 @@ def _use_agg(path) -> None:
         matplotlib.use("Agg", force=False)
 
 
+def _signal_over_probabilities():
+    """A figure of two panels sharing the x-axis: a signal above, probabilities below."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(
+        2, 1, figsize=(9, 4.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]}
+    )
+
+
+def _label_probabilities(top, bottom, xlabel: str, title: str | None, legend_loc: str) -> None:
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_xlabel(xlabel)
+    bottom.set_ylabel("probability")
+    bottom.legend(loc=legend_loc, fontsize=8)
+    if title:
+        top.set_title(title)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+
+
 def plot_backtest_errors(
     errors: Mapping[str, np.ndarray],
     *,
@@ -290,11 +310,7 @@ def plot_speech_activity(
             f"labels {np.shape(labels)} must match probabilities {probabilities.shape}"
         )
     _use_agg(path)
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(9, 4.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]}
-    )
+    fig, (top, bottom) = _signal_over_probabilities()
     t = np.arange(audio.size) / float(sample_rate)
     top.plot(t, audio, color="0.35", lw=0.4)
     top.set_ylabel("waveform")
@@ -309,14 +325,7 @@ def plot_speech_activity(
         )  # fmt: skip
     if threshold is not None:
         bottom.axhline(threshold, color="0.4", ls="--", lw=0.8, label=f"onset {threshold:g}")
-    bottom.set_ylim(-0.05, 1.05)
-    bottom.set_xlabel("time (s)")
-    bottom.set_ylabel("probability")
-    bottom.legend(loc="upper right", fontsize=8)
-    if title:
-        top.set_title(title)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
+    _label_probabilities(top, bottom, "time (s)", title, legend_loc="upper right")
     return _finish(fig, path)
 
 
@@ -412,17 +421,13 @@ def plot_class_probabilities(
     if true_class is not None and true_class not in classes:
         raise ValueError(f"true_class {true_class!r} is not one of the classes {classes}")
     _use_agg(path)
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(9, 4.5), dpi=110, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]}
-    )
+    fig, (top, bottom) = _signal_over_probabilities()
     samples = np.arange(series.shape[1])
     for channel, values in enumerate(series):
         top.plot(samples, values, lw=1.0, label=f"channel {channel}" if len(series) > 1 else None)
     top.set_ylabel("series")
-    if len(series) > 1:
-        top.legend(loc="upper right", fontsize=8)
+    import matplotlib.pyplot as plt
+
     palette = plt.get_cmap("tab10")
     for k, label in enumerate(classes):
         is_true = true_class is not None and label == true_class
@@ -439,14 +444,9 @@ def plot_class_probabilities(
         for ax in (top, bottom):
             ax.axvline(decided, color="0.4", ls="--", lw=0.8)
         bottom.plot([], [], color="0.4", ls="--", lw=0.8, label=f"{final!s} from sample {decided}")
-    bottom.set_ylim(-0.05, 1.05)
-    bottom.set_xlabel("sample")
-    bottom.set_ylabel("probability")
-    bottom.legend(loc="best", fontsize=8)
-    if title:
-        top.set_title(title)
-    for ax in (top, bottom):
-        ax.grid(alpha=0.3)
+    _label_probabilities(top, bottom, "sample", title, legend_loc="best")
+    if len(series) > 1:
+        top.legend(loc="upper right", fontsize=8)
     return _finish(fig, path)
 
 
