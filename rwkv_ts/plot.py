@@ -443,7 +443,9 @@ def plot_class_probabilities(
         final = classes[int(np.argmax(probabilities[-1]))]
         for ax in (top, bottom):
             ax.axvline(decided, color="0.4", ls="--", lw=0.8)
-        bottom.plot([], [], color="0.4", ls="--", lw=0.8, label=f"{final!s} from sample {decided}")
+        bottom.plot(
+            [], [], color="0.4", ls="--", lw=0.8, label=f"decision {final!s} from sample {decided}"
+        )
     _label_probabilities(top, bottom, "sample", title, legend_loc="best")
     if len(series) > 1:
         top.legend(loc="upper right", fontsize=8)
