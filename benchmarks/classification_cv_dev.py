@@ -53,6 +53,9 @@ CONFIGS: dict[str, tuple[dict, object]] = {
     "bs16": ({"batch_size": 16}, None),
     "p4s2": ({"patch_len": 4, "stride": 2}, None),
     "layers1": ({"n_layers": 1}, None),
+    # round 9: FCN's convolutions as a branch beside the encoder (LSTM-FCN's layout)
+    "fcn": ({"conv_channels": (128, 256, 128)}, None),
+    "fcn64": ({"conv_channels": (64, 128, 64)}, None),
 }
 
 

@@ -7,6 +7,11 @@ script scores candidate settings on other UCR/UEA data sets, those that sktime s
 with MiniRocket beside them, and reports each candidate's mean accuracy over those data sets for
 single models and for the mean of the seeds' class probabilities (an ensemble).
 
+With ``--train-size N`` every seed draws its own stratified subsample of N training series (the
+seed draws it and seeds the model) and scores it on the whole test split: the regime of the
+benchmark's smallest sets (20-24 training series), with a test split large enough to tell
+candidates apart (cross-validation inside a 23-series training split predicts 23 series).
+
 Usage::
 
     python benchmarks/classification_dev.py --configs default lr3e-4 --seeds 0 1 2 --out dev_a
@@ -68,6 +73,14 @@ CONFIGS: dict[str, dict] = {
     # tiny sets train at batch 2-6, whose last steps are noisy
     "ema5": {"ema_epochs": 5.0},
     "ema20": {"ema_epochs": 20.0},
+    # round 9: FCN's convolutions (Wang et al. 2017) as a branch beside the encoder, their
+    # running mean concatenated with the pooled tokens (LSTM-FCN's layout, Karim et al. 2018)
+    "fcn": {"conv_channels": (128, 256, 128)},
+    "fcn64": {"conv_channels": (64, 128, 64)},
+    # round 9c: settings for 24 training series (--train-size 24)
+    "d64": {"d_model": 64},
+    "lr1e-3": {"learning_rate": 1e-3},
+    "d256": {"d_model": 256},
 }
 
 
@@ -81,27 +94,43 @@ def _load(name: str):
     return out
 
 
+def subsample(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Indices of a stratified subsample of ``size`` series (every class at least once)."""
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(y):
+        return np.arange(len(y))
+    idx, _ = train_test_split(np.arange(len(y)), train_size=size, stratify=y, random_state=seed)
+    return np.sort(idx)
+
+
 def run(args) -> list[dict]:
     from rwkv_ts import RWKVClassifier
 
     rows: list[dict] = []
     out = Path(args.out_dir) / f"{args.out}.rows.json"
     for name in args.datasets:
-        X, y, Xt, yt = _load(name)
+        X_full, y_full, Xt, yt = _load(name)
         if args.minirocket:
             from sktime.classification.kernel_based import RocketClassifier
 
-            m = RocketClassifier(rocket_transform="minirocket", random_state=0).fit(X, y)
-            rows.append(
-                {
-                    "dataset": name,
-                    "config": "MiniRocket",
-                    "seed": 0,
-                    "accuracy": float(np.mean(m.predict(Xt) == yt)),
-                }
-            )
+            for seed in args.seeds if args.train_size else [0]:
+                idx = subsample(y_full, args.train_size, seed) if args.train_size else None
+                X, y = (X_full, y_full) if idx is None else (X_full[idx], y_full[idx])
+                m = RocketClassifier(rocket_transform="minirocket", random_state=seed).fit(X, y)
+                rows.append(
+                    {
+                        "dataset": name,
+                        "config": "MiniRocket",
+                        "seed": seed,
+                        "train_size": len(y),
+                        "accuracy": float(np.mean(m.predict(Xt) == yt)),
+                    }
+                )
         for config in args.configs:
             for seed in args.seeds:
+                idx = subsample(y_full, args.train_size, seed) if args.train_size else None
+                X, y = (X_full, y_full) if idx is None else (X_full[idx], y_full[idx])
                 # sktime's MiniRocket resets the thread counts; every fit gets the same
                 _set_threads(args.threads)
                 params = dict(CONFIGS[config])
@@ -118,6 +147,7 @@ def run(args) -> list[dict]:
                         "dataset": name,
                         "config": config,
                         "seed": seed,
+                        "train_size": len(y),
                         "accuracy": float(np.mean(pred == yt)),
                         "train_accuracy": float(np.mean(est.predict(X) == y)),
                         "fit_seconds": fit_s,
@@ -182,6 +212,12 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--max-epochs", type=int, default=0, help="override (smoke runs)")
     p.add_argument("--minirocket", action="store_true", help="score MiniRocket (seed 0) too")
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=0,
+        help="train on a stratified subsample of this many series, drawn by each seed",
+    )
     p.add_argument("--merge", nargs="+", help="merge the .rows.json files of earlier runs")
     p.add_argument("--out", default="classification_dev")
     p.add_argument("--out-dir", default=str(RESULTS))

@@ -86,6 +86,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         norm_window: int = 64,
         pooling: str = "mean+max",
         dropout: float = 0.2,
+        conv_channels: tuple[int, ...] = (),
+        conv_kernels: tuple[int, ...] = (8, 5, 3),
         max_epochs: int = 100,
         batch_size: int | str = "auto",
         learning_rate: float = 3e-3,
@@ -119,6 +121,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.norm_window = norm_window
         self.pooling = pooling
         self.dropout = dropout
+        self.conv_channels = conv_channels
+        self.conv_kernels = conv_kernels
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate

@@ -326,7 +326,7 @@ def save_scaled_model(
 def _saved_params(header: dict) -> dict:
     """The estimator parameters of a model file's header, tuples restored (JSON has lists)."""
     params = dict(header["params"])
-    for key in ("shift_distances", "tcn_dilations"):
+    for key in ("shift_distances", "tcn_dilations", "conv_channels", "conv_kernels"):
         if isinstance(params.get(key), list):
             params[key] = tuple(params[key])
     return params

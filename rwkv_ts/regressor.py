@@ -102,6 +102,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         norm_window: int = 64,
         pooling: str = "last",
         dropout: float = 0.1,
+        conv_channels: tuple[int, ...] = (),
+        conv_kernels: tuple[int, ...] = (8, 5, 3),
         max_epochs: int = 100,
         batch_size: int | str = 32,
         learning_rate: float = 2e-3,
@@ -137,6 +139,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.norm_window = norm_window
         self.pooling = pooling
         self.dropout = dropout
+        self.conv_channels = conv_channels
+        self.conv_kernels = conv_kernels
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate

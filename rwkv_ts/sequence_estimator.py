@@ -46,6 +46,8 @@ _MODEL_PARAMS = (
     "norm_window",
     "pooling",
     "dropout",
+    "conv_channels",
+    "conv_kernels",
 )
 
 _SHARED_DOC = """
@@ -69,6 +71,13 @@ _SHARED_DOC = """
     pooling : str
         How the tokens seen so far are read: ``"last"``, ``"mean"``, ``"max"`` or several joined by
         ``"+"`` (e.g. ``"mean+last"``). All are causal.
+    conv_channels : tuple of int, default ()
+        Filters of a full-resolution convolutional branch beside the RWKV encoder (after
+        LSTM-FCN: causal convolutions with batch normalisation and ReLU, their running mean
+        concatenated with the pooled tokens before the head; :class:`rwkv_ts.nn.conv.ConvBranch`),
+        e.g. ``(128, 256, 128)``, FCN's; ``()`` switches it off. It streams like the rest.
+    conv_kernels : tuple of int, default (8, 5, 3)
+        Kernel size of each convolution of that branch (one per entry of ``conv_channels``).
     dropout : float, default 0.1
     max_epochs, batch_size, learning_rate, weight_decay, patience : training settings
         AdamW with a warm-up and cosine decay; early stopping after ``patience`` epochs without
@@ -197,6 +206,10 @@ class SequenceEstimator(BaseEstimator):
         params["tcn_dilations"] = int_tuple(
             "tcn_dilations", params["tcn_dilations"], allow_empty=True
         )
+        params["conv_channels"] = int_tuple(
+            "conv_channels", params["conv_channels"], allow_empty=True
+        )
+        params["conv_kernels"] = int_tuple("conv_kernels", params["conv_kernels"])
         return SequenceConfig(n_channels=n_channels, n_outputs=n_outputs, **params)
 
     # ------------------------------------------------------------------ training
@@ -465,4 +478,4 @@ class _TokenOutputs(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.token_outputs(x)
+        return self.model.token_outputs(x, lengths)

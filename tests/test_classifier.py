@@ -134,8 +134,10 @@ def test_caller_data_untouched():
 _STREAM_MODELS: dict = {}
 
 
-def _stream_model(patch_len: int, stride: int, norm: str, pooling: str) -> RWKVClassifier:
-    key = (patch_len, stride, norm, pooling)
+def _stream_model(
+    patch_len: int, stride: int, norm: str, pooling: str, conv_channels: tuple = ()
+) -> RWKVClassifier:
+    key = (patch_len, stride, norm, pooling, conv_channels)
     if key not in _STREAM_MODELS:
         rng = np.random.default_rng(4)
         X = [rng.normal(size=(2, int(n))) for n in rng.integers(patch_len, 30, size=12)]
@@ -144,6 +146,7 @@ def _stream_model(patch_len: int, stride: int, norm: str, pooling: str) -> RWKVC
             norm=norm,
             norm_window=6,
             pooling=pooling,
+            conv_channels=conv_channels,
         ).fit(X, ["x", "y", "z"] * 4)
         # random weights: the zero-initialised output projections would leave blocks inert
         # a seed that is the same in every process (hash() of a str is not: the weights, and
@@ -167,6 +170,8 @@ def _stream_model(patch_len: int, stride: int, norm: str, pooling: str) -> RWKVC
             (4, 2, "none", "mean+max"),
             (3, 3, "causal", "mean+last"),
             (5, 2, "causal", "max"),
+            (4, 2, "none", "mean+max", (6, 8, 5)),
+            (3, 3, "causal", "last", (4, 4, 4)),
         ]
     ),
     length=st.integers(1, 40),
@@ -175,6 +180,8 @@ def _stream_model(patch_len: int, stride: int, norm: str, pooling: str) -> RWKVC
 )
 def test_stream_equals_batch_on_every_prefix(config, length, cuts, seed):
     clf = _stream_model(*config)
+    # the convolutional branch's batch normalisation reads running statistics in inference
+    assert not config[4:] or clf.model_.conv.layers[0].bn.num_batches_tracked > 0
     x = np.random.default_rng(seed).normal(size=(length, 2)) * 3
     stream = clf.stream()
     bounds = sorted({0, length, *[c for c in cuts if c < length]})

@@ -20,6 +20,7 @@ from torch import nn
 
 from rwkv_ts.nn.block import RWKVBlock
 from rwkv_ts.nn.config import RWKVTSConfig, members_config
+from rwkv_ts.nn.conv import ConvBranch
 from rwkv_ts.nn.norm import CausalNorm
 
 POOLINGS = ("last", "mean", "max")
@@ -68,6 +69,11 @@ class SequenceConfig:
     pooling
         How the tokens seen so far are read: ``"last"`` (the last token), ``"mean"`` (running
         mean), ``"max"`` (running maximum), or several joined by ``"+"`` (concatenated).
+    conv_channels, conv_kernels
+        A full-resolution convolutional branch beside the RWKV encoder (after LSTM-FCN; see
+        :class:`rwkv_ts.nn.conv.ConvBranch`): the filters and kernel size of each causal
+        convolution. Its running mean over the samples so far is concatenated with the pooled
+        tokens before the head. ``()`` (the default): no such branch.
     """
 
     n_channels: int
@@ -87,10 +93,14 @@ class SequenceConfig:
     norm_window: int = 64
     pooling: str = "mean"
     dropout: float = 0.1
+    conv_channels: tuple[int, ...] = ()
+    conv_kernels: tuple[int, ...] = (8, 5, 3)
 
     def __post_init__(self) -> None:
         self.shift_distances = tuple(int(d) for d in self.shift_distances)
         self.tcn_dilations = tuple(int(d) for d in self.tcn_dilations)
+        self.conv_channels = tuple(int(c) for c in self.conv_channels)
+        self.conv_kernels = tuple(int(k) for k in self.conv_kernels)
         self.validate()
 
     def block_config(self) -> RWKVTSConfig:
@@ -128,6 +138,16 @@ class SequenceConfig:
         if self.norm == "causal" and self.norm_window < 2:
             raise ValueError(f"norm_window must be >= 2, got {self.norm_window}")
         parse_pooling(self.pooling)
+        if self.conv_channels:
+            if len(self.conv_channels) != len(self.conv_kernels):
+                raise ValueError(
+                    f"conv_channels {self.conv_channels} and conv_kernels {self.conv_kernels} "
+                    "must have the same length (one kernel size per convolution)"
+                )
+            for name in ("conv_channels", "conv_kernels"):
+                bad = [v for v in getattr(self, name) if v < 1]
+                if bad:
+                    raise ValueError(f"{name} must hold positive integers, got {bad[0]}")
         self.block_config()  # checks every block setting
 
     @property
@@ -144,6 +164,8 @@ class SequenceConfig:
         data = asdict(self)
         data["shift_distances"] = list(self.shift_distances)
         data["tcn_dilations"] = list(self.tcn_dilations)
+        data["conv_channels"] = list(self.conv_channels)
+        data["conv_kernels"] = list(self.conv_kernels)
         return data
 
     @classmethod
@@ -333,8 +355,14 @@ class RWKVSequenceModel(nn.Module):
         self.blocks = nn.ModuleList(RWKVBlock(block_config, i) for i in range(config.n_layers))
         self.ln_out = nn.LayerNorm(config.d_model)
         self.pool = CausalPooling(config.d_model, config.pooling_parts)
+        self.conv = (
+            ConvBranch(config.n_channels, config.conv_channels, config.conv_kernels)
+            if config.conv_channels
+            else None
+        )
+        head_in = self.pool.out_features + (self.conv.out_features if self.conv else 0)
         self.head_dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.pool.out_features, config.n_outputs)
+        self.head = nn.Linear(head_in, config.n_outputs)
 
     # ------------------------------------------------------------------ parallel mode
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -344,27 +372,41 @@ class RWKVSequenceModel(nn.Module):
         z, _ = self.norm(x.permute(0, 2, 1).reshape(batch * channels, length))
         return z.view(batch, channels, length).permute(0, 2, 1)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens after the blocks, (B, P, d_model), of ``x`` (B, L, C)."""
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 3 or x.shape[2] != self.config.n_channels:
             raise ValueError(
                 f"expected input of shape (batch, length, {self.config.n_channels} channels), "
                 f"got {tuple(x.shape)}"
             )
-        h = self.embed_dropout(self.embed(self._normalise(x)))
+
+    def _encode_normalised(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.embed_dropout(self.embed(z))
         for block in self.blocks:
             h = block(h)
         return self.ln_out(h)
 
-    def token_outputs(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens after the blocks, (B, P, d_model), of ``x`` (B, L, C)."""
+        self._check_input(x)
+        return self._encode_normalised(self._normalise(x))
+
+    def token_outputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs after every token, (B, P, n_outputs): position ``j`` is the output for the
-        prefix that ends with patch ``j``."""
-        return self.head(self.head_dropout(self.pool(self.encode(x))))
+        prefix that ends with patch ``j``. ``lengths`` (right padding) matters only to the
+        convolutional branch's batch normalisation while training."""
+        self._check_input(x)
+        z = self._normalise(x)
+        features = self.pool(self._encode_normalised(z))
+        if self.conv is not None:
+            cfg = self.config
+            ends = torch.arange(features.shape[1], device=x.device) * cfg.stride + cfg.patch_len - 1
+            features = torch.cat([features, self.conv(z, lengths)[:, ends]], dim=-1)
+        return self.head(self.head_dropout(features))
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Outputs (B, n_outputs) for ``x`` (B, L, C), right-padded sequences of ``lengths``
         samples (all ``L`` when ``None``); each row is read at its last complete patch."""
-        outputs = self.token_outputs(x)
+        outputs = self.token_outputs(x, lengths)
         if lengths is None:
             return outputs[:, -1]
         last = (lengths.to(outputs.device) - self.config.patch_len) // self.config.stride
@@ -390,6 +432,12 @@ class RWKVSequenceModel(nn.Module):
         }
         if self.norm is not None:
             state["norm"] = self.norm.init_state(batch_size * self.config.n_channels, device, dtype)
+        if self.conv is not None:
+            state["conv"] = self.conv.init_state(batch_size, device, dtype)
+            # the branch's running mean as of the last complete patch, which the head reads
+            state["conv_read"] = torch.zeros(
+                batch_size, self.conv.out_features, device=device, dtype=dtype
+            )
         return state
 
     def step(
@@ -414,6 +462,10 @@ class RWKVSequenceModel(nn.Module):
             # rows without a new token keep their state
             new_state["blocks"][str(i)] = _where_state(ready, block_state, state["blocks"][str(i)])
         pooled, new_state["pool"] = self.pool.step(self.ln_out(h), ready, state["pool"])
+        if self.conv is not None:
+            conv_mean, new_state["conv"] = self.conv.step(x_t, state["conv"])
+            new_state["conv_read"] = torch.where(ready[:, None], conv_mean, state["conv_read"])
+            pooled = torch.cat([pooled, new_state["conv_read"]], dim=-1)
         outputs = self.head(self.head_dropout(pooled))
         return (outputs, new_state["pool"]["count"] > 0), new_state
 
@@ -466,9 +518,9 @@ class SequenceEnsemble(nn.Module):
         log_proba = torch.log_softmax(stacked, dim=-1)
         return torch.logsumexp(log_proba, dim=0) - math.log(len(outputs))
 
-    def token_outputs(self, x: torch.Tensor) -> torch.Tensor:
+    def token_outputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Combined outputs after every token, (B, P, n_outputs)."""
-        return self._combined([member.token_outputs(x) for member in self.members])
+        return self._combined([member.token_outputs(x, lengths) for member in self.members])
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Combined outputs (B, n_outputs), each row read at its last complete patch."""
