@@ -42,7 +42,8 @@ def test_branch_step_equals_forward(kernels, length, seed):
         torch.testing.assert_close(out, whole[:, t], atol=1e-5, rtol=0)
 
 
-def test_masked_batch_norm_ignores_padding():
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_masked_batch_norm_ignores_padding(momentum):
     torch.manual_seed(0)
     lengths = torch.tensor([7, 4, 2])
     rows = [torch.randn(3, int(n)) for n in lengths]
@@ -50,10 +51,12 @@ def test_masked_batch_norm_ignores_padding():
     for i, row in enumerate(rows):
         padded[i, :, : row.shape[1]] = row
     valid = torch.arange(7)[None, :] < lengths[:, None]
-    masked, plain = MaskedBatchNorm1d(3), torch.nn.BatchNorm1d(3)
-    out = masked(padded, valid)
-    # the plain batch norm on the valid samples alone, laid end to end
-    ref = plain(torch.cat(rows, dim=1)[None])[0]
+    masked = MaskedBatchNorm1d(3, momentum=momentum)
+    plain = torch.nn.BatchNorm1d(3, momentum=momentum)
+    for _ in range(2):  # the second batch shows how the running statistics are averaged
+        out = masked(padded, valid)
+        # the plain batch norm on the valid samples alone, laid end to end
+        ref = plain(torch.cat(rows, dim=1)[None])[0]
     torch.testing.assert_close(torch.cat([out[i, :, :n] for i, n in enumerate(lengths)], 1), ref)
     torch.testing.assert_close(masked.running_mean, plain.running_mean)
     torch.testing.assert_close(masked.running_var, plain.running_var)

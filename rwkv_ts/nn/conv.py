@@ -34,10 +34,11 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         mean = (x * w).sum(dim=(0, 2)) / n
         var = (((x - mean[None, :, None]) ** 2) * w).sum(dim=(0, 2)) / n
         with torch.no_grad():
-            m = self.momentum if self.momentum is not None else 0.1
+            self.num_batches_tracked.add_(1)
+            # momentum None is BatchNorm's cumulative average
+            m = 1.0 / self.num_batches_tracked if self.momentum is None else self.momentum
             self.running_mean.mul_(1 - m).add_(m * mean.detach())
             self.running_var.mul_(1 - m).add_(m * (var.detach() * n / (n - 1)))
-            self.num_batches_tracked.add_(1)
         z = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
         return z * self.weight[None, :, None] + self.bias[None, :, None]
 
