@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rwkv_ts.nn.pooling import CausalPooling
+
 
 class MaskedBatchNorm1d(nn.BatchNorm1d):
     """Batch normalisation over (batch, time) that ignores padded samples while training.
@@ -106,6 +108,7 @@ class ConvBranch(nn.Module):
             CausalConvBlock(widths[i], widths[i + 1], k) for i, k in enumerate(kernels)
         )
         self.out_features = channels[-1]
+        self.pool = CausalPooling(self.out_features, ("mean",))
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Features after every sample, (B, L, out_features), of ``x`` (B, L, C); ``lengths``
@@ -121,9 +124,7 @@ class ConvBranch(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Running mean of the features after every sample, (B, L, out_features)."""
-        h = self.features(x, lengths)
-        count = torch.arange(1, h.shape[1] + 1, device=h.device)
-        return (h.double().cumsum(dim=1) / count[None, :, None]).to(h.dtype)
+        return self.pool(self.features(x, lengths))
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> dict:
         state = {
@@ -132,10 +133,7 @@ class ConvBranch(nn.Module):
             )
             for i, layer in enumerate(self.layers)
         }
-        state["sum"] = torch.zeros(
-            batch_size, self.out_features, device=device, dtype=torch.float64
-        )
-        state["count"] = torch.zeros(batch_size, dtype=torch.long, device=device)
+        state["pool"] = self.pool.init_state(batch_size, device, dtype)
         return state
 
     def step(self, x_t: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
@@ -144,7 +142,6 @@ class ConvBranch(nn.Module):
         h = x_t
         for i, layer in enumerate(self.layers):
             h, new_state[str(i)] = layer.step(h, state[str(i)])
-        new_state["sum"] = state["sum"] + h.double()
-        new_state["count"] = state["count"] + 1
-        mean = new_state["sum"] / new_state["count"].double()[:, None]
-        return mean.to(x_t.dtype), new_state
+        every_row = torch.ones(h.shape[0], dtype=torch.bool, device=h.device)
+        mean, new_state["pool"] = self.pool.step(h, every_row, state["pool"])
+        return mean, new_state
