@@ -81,6 +81,12 @@ CONFIGS: dict[str, dict] = {
     "d64": {"d_model": 64},
     "lr1e-3": {"learning_rate": 1e-3},
     "d256": {"d_model": 256},
+    # round 10: data augmentation (rwkv_ts.data.augment; Iwana & Uchida 2021's survey)
+    "aug-slice": {"augment": "slice"},
+    "aug-warp": {"augment": "warp"},
+    "aug-slice+warp": {"augment": "slice+warp"},
+    "aug-scale+jitter": {"augment": "scale+jitter"},
+    "aug-all": {"augment": "slice+warp+scale+jitter"},
 }
 
 

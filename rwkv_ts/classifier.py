@@ -94,6 +94,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         weight_decay: float = 1e-2,
         patience: int = 20,
         ema_epochs: float | None = None,
+        augment: str | None = None,
         val_fraction: float = 0.0,
         ensemble_size: int = 1,
         impute: str | None = None,
@@ -129,6 +130,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.weight_decay = weight_decay
         self.patience = patience
         self.ema_epochs = ema_epochs
+        self.augment = augment
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
         self.impute = impute

@@ -112,6 +112,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         loss: str = "mse",
         val_loss: str | None = None,
         ema_epochs: float | None = None,
+        augment: str | None = None,
         val_fraction: float = 0.2,
         ensemble_size: int = 1,
         impute: str | None = None,
@@ -149,6 +150,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.loss = loss
         self.val_loss = val_loss
         self.ema_epochs = ema_epochs
+        self.augment = augment
         self.val_fraction = val_fraction
         self.ensemble_size = ensemble_size
         self.impute = impute

@@ -19,6 +19,7 @@ from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from rwkv_ts._ensemble import load_member, member_file, member_seeds, remove_members, save_member
+from rwkv_ts.data.augment import TIME_AUGMENTATIONS, AugmentedSequences, parse_augment
 from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
 from rwkv_ts.data.validation import DataValidationError, check_memory
@@ -95,6 +96,13 @@ _SHARED_DOC = """
         others (on the ETT validation parts it did not, see
         ``benchmarks/results/ett_validation_sweep_round9.md``): compare it on your validation
         data. ``None`` (the default) keeps the weights as trained.
+    augment : str or None, default None
+        Random transformations of the training instances, drawn afresh in every epoch (data
+        augmentation, :mod:`rwkv_ts.data.augment`): ``"jitter"``, ``"scale"``, ``"slice"``,
+        ``"warp"``, or several joined by ``"+"`` (e.g. ``"slice+warp"``); each is applied to an
+        instance with probability 0.5. ``"slice"`` and ``"warp"`` move samples in time, so they
+        need one target per instance (not per-cycle targets). Validation instances are never
+        transformed. ``None`` trains on the instances as given.
     val_fraction : float
         Share of the training instances held out for early stopping (split by instance, or by
         ``groups`` when given to ``fit``); 0 trains ``max_epochs`` epochs without validation.
@@ -158,6 +166,7 @@ class SequenceEstimator(BaseEstimator):
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         check_training_settings(self.on_nonfinite_loss, self.checkpoint_dir, self.ema_epochs)
+        parse_augment(self.augment)
 
     def _batch_size(self, n_train: int) -> int:
         """The training batch size for ``n_train`` training instances (see ``batch_size``)."""
@@ -267,6 +276,14 @@ class SequenceEstimator(BaseEstimator):
         val_loss: str | None = None,
     ) -> None:
         """Fit the scaler and the model; set the fitted attributes."""
+        augment = parse_augment(self.augment)
+        moved = sorted(TIME_AUGMENTATIONS.intersection(augment))
+        if moved and not isinstance(targets, np.ndarray):
+            raise ValueError(
+                f"augment={self.augment!r}: {' and '.join(moved)} move samples in time and "
+                "need one target per instance, but the targets are given per sample; use "
+                "'jitter' and/or 'scale'"
+            )
         lengths = inst.lengths
         n_values = int(lengths.sum()) * inst.n_channels
         # scaled float32 copies of every instance, plus one padded batch of the longest ones
@@ -353,9 +370,12 @@ class SequenceEstimator(BaseEstimator):
             torch.manual_seed(seed if seed is not None else torch.seed())
             model = RWKVSequenceModel(config)
             trained = _TokenOutputs(model) if loss.startswith("masked_") else model
+            train_data = subset(train_idx)
+            if self.augment is not None:
+                train_data = AugmentedSequences(train_data, parse_augment(self.augment))
             result = train_model(
                 trained,
-                subset(train_idx),
+                train_data,
                 subset(val_idx) if len(val_idx) else None,
                 options_from(
                     self,

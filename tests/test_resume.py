@@ -179,16 +179,21 @@ def test_resume_keeps_a_fitted_start_that_no_epoch_beat(tmp_path):
 def test_classifier_and_regressor_resume_to_the_uninterrupted_result(tmp_path):
     X, labels = _instances()
     targets = X[:, 0, -3:].mean(axis=1)
+    # augmentation draws from torch's global generator, which the checkpoint must carry
+    augmented = {**SEQ, "augment": "slice+warp+scale+jitter"}
     cases = [
-        (RWKVClassifier, labels, "predict_proba"),
-        (RWKVRegressor, targets, "predict"),
+        (RWKVClassifier, SEQ, labels, "predict_proba"),
+        (RWKVRegressor, SEQ, targets, "predict"),
+        (RWKVClassifier, augmented, labels, "predict_proba"),
     ]
-    for cls, y, method in cases:
-        folder = tmp_path / cls.__name__
-        reference = cls(**SEQ).fit(X, y)
+    for k, (cls, params, y, method) in enumerate(cases):
+        folder = tmp_path / f"{cls.__name__}{k}"
+        reference = cls(**params).fit(X, y)
         assert reference.n_val_instances_ > 0
-        _crash(lambda c=cls, f=folder, y=y: c(**SEQ, checkpoint_dir=f).fit(X, y), CrashAt(2))
-        resumed = cls(**SEQ, checkpoint_dir=folder).fit(X, y)
+        _crash(
+            lambda c=cls, p=params, f=folder, y=y: c(**p, checkpoint_dir=f).fit(X, y), CrashAt(2)
+        )
+        resumed = cls(**params, checkpoint_dir=folder).fit(X, y)
         np.testing.assert_array_equal(getattr(resumed, method)(X), getattr(reference, method)(X))
         _assert_same_fit(resumed, reference)
 
