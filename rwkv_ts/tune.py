@@ -45,7 +45,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import TrialState
-from sklearn.base import clone
+from sklearn.base import clone, is_classifier
 
 from rwkv_ts.training import TrainingDivergedError, training_callbacks
 
@@ -125,7 +125,7 @@ def _forecaster_space(est: Any) -> dict[str, Any]:
 
 
 def _sequence_space(est: Any) -> dict[str, Any]:
-    return {
+    space = {
         "d_model": [32, 64, 128],
         "n_layers": IntDistribution(1, 3),
         "head_size": [16, 32],
@@ -138,11 +138,18 @@ def _sequence_space(est: Any) -> dict[str, Any]:
         "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
         "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
     }
+    if is_classifier(est):
+        # whether time warps of the training series help depends on the problem (level on
+        # average over the dev sets, classification_dev_round10.md); a classifier always has
+        # the one target per instance that they need
+        space["augment"] = [None, "slice+warp"]
+    return space
 
 
 def default_search_space(estimator: Any) -> dict[str, Any]:
     """The default search space of an estimator: architecture and optimiser settings.
 
+    A classifier's space also chooses between no augmentation and ``augment="slice+warp"``.
     ``lookback``, ``horizon``, ``val_fraction``, ``norm`` and ``head`` are left out on purpose:
     they change which windows (or which loss) the validation reads, so trials would not be
     compared on the same objective. Copy the dict, change it and pass it as ``search_space`` to

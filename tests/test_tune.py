@@ -88,6 +88,16 @@ def test_default_search_space_gives_valid_configurations():
     assert decode_params(stored, space) == suggest_params(optuna.trial.FixedTrial(stored), space)
 
 
+def test_classifier_space_chooses_augmentation_and_the_regressor_space_does_not():
+    from rwkv_ts import RWKVClassifier, RWKVRegressor
+
+    space = default_search_space(RWKVClassifier())
+    assert space["augment"] == [None, "slice+warp"]
+    assert "augment" not in default_search_space(RWKVRegressor())  # per-cycle targets
+    for choice in space["augment"]:  # every choice is a valid setting
+        RWKVClassifier(augment=choice)._check_params()
+
+
 def test_default_search_space_respects_a_short_lookback():
     space = default_search_space(RWKVForecaster(lookback=20))
     assert max(space["patch_len"]) <= 10
