@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rwkv_ts import RWKVClassifier, RWKVRegressor, sequence_estimator
@@ -51,12 +51,13 @@ def test_every_transformation_keeps_the_shape(name, length, channels, seed):
     assert torch.isfinite(out).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     name=st.sampled_from(["slice", "warp"]),
     length=st.integers(2, 120),
     seed=st.integers(0, 2**16),
 )
+@example(name="warp", length=96, seed=0)  # torch's interpolate missed the last sample here
 def test_time_warps_interpolate_inside_the_instance(name, length, seed):
     x = torch.from_numpy(np.random.default_rng(seed).normal(size=(length, 2))).float()
     torch.manual_seed(seed)
@@ -64,7 +65,7 @@ def test_time_warps_interpolate_inside_the_instance(name, length, seed):
     lo, hi = x.min(dim=0).values, x.max(dim=0).values
     assert (out >= lo - 1e-6).all() and (out <= hi + 1e-6).all()
     if name == "warp":  # the warped window lies inside; the instance's ends stay where they are
-        torch.testing.assert_close(out[[0, -1]], x[[0, -1]])
+        assert torch.equal(out[[0, -1]], x[[0, -1]])
 
 
 def test_resample_is_exact_on_lines_and_keeps_end_points():
@@ -151,3 +152,14 @@ def test_augmented_fit_is_reproducible_and_differs_from_plain():
     plain = RWKVClassifier(**TINY).fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, plain)
+
+
+def test_saved_model_keeps_the_setting(tmp_path):
+    from rwkv_ts import load
+
+    X = np.random.default_rng(0).normal(size=(16, 1, 16))
+    clf = RWKVClassifier(**TINY, augment="warp+scale").fit(X, ["a", "b"] * 8)
+    clf.save(tmp_path / "clf.rwkvts")
+    loaded = load(tmp_path / "clf.rwkvts")
+    assert loaded.augment == "warp+scale"
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

@@ -30,7 +30,6 @@ import math
 from collections.abc import Callable
 
 import torch
-from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 __all__ = ["AUGMENTATIONS", "AugmentedSequences", "parse_augment", "TIME_AUGMENTATIONS"]
@@ -55,7 +54,12 @@ def resample(x: torch.Tensor, length: int) -> torch.Tensor:
         return x
     if len(x) == 1:
         return x.expand(length, -1).clone()
-    return F.interpolate(x.T[None], size=length, mode="linear", align_corners=True)[0].T
+    # positions in float64 so that the last one is exactly the last sample (torch's
+    # interpolate misses it by a rounding error)
+    position = torch.linspace(0.0, len(x) - 1.0, length, dtype=torch.float64)
+    left = position.floor().long().clamp(max=len(x) - 2)
+    weight = (position - left).to(x.dtype)[:, None]
+    return x[left] * (1.0 - weight) + x[left + 1] * weight
 
 
 def _randint(low: int, high: int) -> int:
