@@ -522,3 +522,90 @@ def plot_rul(
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return _finish(fig, path)
+
+
+def plot_augmentations(
+    series: np.ndarray,
+    augment: str,
+    *,
+    n_draws: int = 3,
+    channel: int = 0,
+    random_state: int | None = 0,
+    title: str | None = None,
+    path: str | Path | None = None,
+):
+    """Plot what the estimators' ``augment`` setting does to a series: one panel per named
+    transformation, the series and ``n_draws`` random draws of it, before choosing the setting.
+
+    Every draw applies the panel's transformation (in training each is applied with probability
+    0.5). The series is standardised per channel first, as the estimators standardise channels,
+    since the magnitudes of ``"jitter"`` and ``"scale"`` are defined on that scale.
+
+    Parameters
+    ----------
+    series : array (T,) or (n_channels, T)
+        One instance, as given to the estimator.
+    augment : str
+        Transformations joined by ``"+"`` (:func:`rwkv_ts.data.augment.parse_augment`).
+    n_draws : int, default 3
+    channel : int, default 0
+        The channel drawn (every channel is transformed together).
+    random_state : int or None, default 0
+        Seed of the draws; torch's global generator is left as it was.
+    path : optional
+        Write the figure there and close it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fig = plot_augmentations(np.sin(np.linspace(0, 12, 150)), "slice+warp", n_draws=2)
+    >>> [ax.get_title() for ax in fig.axes], len(fig.axes[0].lines)
+    (['slice', 'warp'], 3)
+    """
+    import matplotlib.pyplot as plt
+    import torch
+
+    from rwkv_ts.data.augment import AUGMENTATIONS, parse_augment
+
+    names = parse_augment(augment)
+    if not names:
+        raise ValueError("augment names no transformation to plot")
+    values = np.asarray(series, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[None]
+    if values.ndim != 2 or values.shape[1] < 2:
+        raise ValueError(
+            f"series must be (T,) or (channels, T) with T >= 2, got shape {np.shape(series)}"
+        )
+    if not 0 <= channel < len(values):
+        raise ValueError(f"channel {channel} is out of range for {len(values)} channel(s)")
+    if not (isinstance(n_draws, int | np.integer) and n_draws >= 1):
+        raise ValueError(f"n_draws must be a positive integer, got {n_draws!r}")
+    std = values.std(axis=1, keepdims=True)
+    scaled = (values - values.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, 1.0)
+    x = torch.from_numpy(scaled.T.astype(np.float32))
+    _use_agg(path)
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(8, 2.2 * len(names)), dpi=110, sharex=True, squeeze=False
+    )
+    samples = np.arange(x.shape[0])
+    with torch.random.fork_rng(devices=[]):
+        if random_state is not None:
+            torch.manual_seed(random_state)
+        for ax, name in zip(axes[:, 0], names, strict=True):
+            for k in range(n_draws):
+                drawn = AUGMENTATIONS[name](x)[:, channel].numpy()
+                ax.plot(samples, drawn, lw=0.9, alpha=0.8, label=f"draw {k + 1}")
+            ax.plot(samples, x[:, channel].numpy(), color="black", lw=1.6, label="series")
+            ax.set_title(name)
+            ax.set_ylabel("standardised")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(loc="best", fontsize=8, ncol=n_draws + 1)
+    axes[-1, 0].set_xlabel("sample")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)

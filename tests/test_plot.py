@@ -16,6 +16,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 
 from rwkv_ts.plot import (  # noqa: E402
     decision_sample,
+    plot_augmentations,
     plot_backtest_errors,
     plot_class_probabilities,
     plot_forecast,
@@ -175,3 +176,43 @@ def test_rul_of_a_test_unit_counts_the_truth_back_from_its_last_cycle(tmp_path):
     path = tmp_path / "r.png"
     plot_rul(est, true_rul=50.0, cap=125, path=path)
     assert path.stat().st_size > 5_000
+
+
+def test_augmentations_draw_one_panel_per_transformation(shared_data_home, tmp_path):
+    import torch
+
+    from rwkv_ts.datasets import load_classification
+
+    X, _ = load_classification("ECG200", "train", data_home=shared_data_home)  # real heartbeats
+    state = torch.random.get_rng_state()
+    fig = plot_augmentations(X[0], "slice+warp+scale", n_draws=2, title="ECG200")
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's draws are untouched
+    assert [ax.get_title() for ax in fig.axes] == ["slice", "warp", "scale"]
+    for ax in fig.axes:
+        original = ax.lines[-1].get_ydata()
+        assert len(ax.lines) == 3 and len(original) == X.shape[2]
+        assert abs(np.mean(original)) < 1e-6 and abs(np.std(original) - 1) < 1e-6  # standardised
+        assert all(not np.allclose(line.get_ydata(), original) for line in ax.lines[:-1])
+    again = plot_augmentations(X[0], "slice+warp+scale", n_draws=2)
+    np.testing.assert_array_equal(
+        again.axes[1].lines[0].get_ydata(), fig.axes[1].lines[0].get_ydata()
+    )
+    plt.close("all")
+    out = tmp_path / "aug.png"
+    plot_augmentations(X[0], "jitter", path=out)
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"augment": "bend"}, "unknown transformation 'bend'"),
+        ({"channel": 2}, "channel 2 is out of range for 1 channel"),
+        ({"n_draws": 0}, "n_draws must be a positive integer"),
+        ({"series": np.zeros((2, 3, 4))}, r"got shape \(2, 3, 4\)"),
+    ],
+)
+def test_augmentations_name_bad_arguments(kwargs, message):
+    args = {"series": np.arange(10.0), "augment": "slice", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        plot_augmentations(args.pop("series"), args.pop("augment"), **args)
