@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from tiny_settings import TINY_SEQUENCE as TINY
 
 from rwkv_ts import RWKVClassifier, RWKVRegressor, sequence_estimator
 from rwkv_ts.data.augment import (
@@ -20,20 +21,6 @@ from rwkv_ts.data.augment import (
     resample,
 )
 from rwkv_ts.data.sequences import SequenceDataset
-
-TINY = dict(
-    patch_len=4,
-    stride=2,
-    d_model=8,
-    n_layers=1,
-    head_size=4,
-    shift_distances=(1,),
-    tcn_dilations=(),
-    max_epochs=2,
-    batch_size=8,
-    random_state=0,
-    accelerator="cpu",
-)
 
 
 @settings(max_examples=40, deadline=None)

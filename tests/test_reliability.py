@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from tiny_settings import TINY_SEQUENCE
 
 from rwkv_ts import RWKVForecaster
 from rwkv_ts.training import LOSSES, TrainingDivergedError, TrainingOutOfMemoryError
@@ -104,19 +105,7 @@ def test_out_of_memory_says_which_settings_to_lower(monkeypatch):
 
 # ---------------------------------------------------------------------- hostile inputs
 
-SEQ_TINY = dict(
-    patch_len=4,
-    stride=2,
-    d_model=8,
-    n_layers=1,
-    head_size=4,
-    shift_distances=(1,),
-    tcn_dilations=(),
-    max_epochs=1,
-    batch_size=8,
-    random_state=0,
-    accelerator="cpu",
-)
+SEQ_TINY = {**TINY_SEQUENCE, "max_epochs": 1}
 FC_TINY = {**TINY, "max_epochs": 1, "linear_skip": False}
 
 # Values that validation must catch or handle: non-finite floats, huge values, non-numbers.

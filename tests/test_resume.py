@@ -18,6 +18,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from sklearn.base import clone
+from tiny_settings import TINY_SEQUENCE
 
 from rwkv_ts import RWKVClassifier, RWKVForecaster, RWKVRegressor
 from rwkv_ts._checkpoint import CHECKPOINT_NAME, read_checkpoint
@@ -54,23 +55,14 @@ FC = dict(
     random_state=3,
     accelerator="cpu",
 )
-SEQ = dict(
-    patch_len=4,
-    stride=2,
-    d_model=8,
-    n_layers=1,
-    head_size=4,
-    shift_distances=(1,),
-    tcn_dilations=(),
-    max_epochs=6,
-    batch_size=8,
-    learning_rate=2e-2,
-    patience=2,
-    dropout=0.3,
-    val_fraction=0.25,
-    random_state=0,
-    accelerator="cpu",
-)
+SEQ = {
+    **TINY_SEQUENCE,
+    "max_epochs": 6,
+    "learning_rate": 2e-2,
+    "patience": 2,
+    "dropout": 0.3,
+    "val_fraction": 0.25,
+}
 
 
 def _series() -> np.ndarray:

@@ -15,3 +15,18 @@ TINY_FORECASTER = dict(
     verbose=False,
     random_state=0,
 )
+
+#: a sequence classifier or regressor that fits a few dozen short instances in a second
+TINY_SEQUENCE = dict(
+    patch_len=4,
+    stride=2,
+    d_model=8,
+    n_layers=1,
+    head_size=4,
+    shift_distances=(1,),
+    tcn_dilations=(),
+    max_epochs=2,
+    batch_size=8,
+    random_state=0,
+    accelerator="cpu",
+)
