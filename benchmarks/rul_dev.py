@@ -88,6 +88,10 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
     # round 8: a robust training loss, the kept epoch chosen by the validation MSE
     "r8-huber": ({**_R3, "loss": "huber", "val_loss": "mse"}, {}),
     "r8-mae": ({**_R3, "loss": "mae", "val_loss": "mse"}, {}),
+    # round 9: magnitude augmentation of the training units (the per-cycle targets rule out
+    # time warps): sensor noise and per-channel gain, drawn afresh every epoch
+    "r9-jitter": ({**_R3, "augment": "jitter"}, {}),
+    "r9-scale+jitter": ({**_R3, "augment": "scale+jitter"}, {}),
     "window30": ({"batch_size": 256, "max_epochs": 40, "patience": 8}, {"window": 30}),
     "conditions": ({}, {"condition_features": True}),
 }
