@@ -172,6 +172,14 @@ def default_search_space(estimator: Any) -> dict[str, Any]:
     ([16, 32, 64, 128], [8, 16])
     """
     params = estimator.get_params()
+    if "estimator" in params and "patch_len" not in params:  # an sktime sequence adapter
+        inner = params["estimator"]
+        if inner is None:
+            raise TypeError(
+                f"{type(estimator).__name__} holds no estimator to tune: pass the core one, "
+                f"e.g. {type(estimator).__name__}(RWKVClassifier(val_fraction=0.2))"
+            )
+        return {f"estimator__{name}": dist for name, dist in default_search_space(inner).items()}
     if "lookback" in params:
         space = _forecaster_space(estimator)
     elif "patch_len" in params:
@@ -344,11 +352,12 @@ def _optuna_verbosity(verbose: bool):
 def _single_device(estimator: Any) -> dict:
     """Trials and the refit run on one device; several GPUs are used by one worker per GPU."""
     params = estimator.get_params()
-    if "devices" not in params:
+    key = next((k for k in ("devices", "estimator__devices") if k in params), None)
+    if key is None:
         return {}
-    devices = params["devices"]
+    devices = params[key]
     if devices == "auto":
-        return {"devices": 1}
+        return {key: 1}
     if devices not in (1, [0]) and not (isinstance(devices, list) and len(devices) == 1):
         raise ValueError(
             f"tune trains each trial on one device, got devices={devices!r}; to use several "
@@ -370,9 +379,9 @@ def _one_member(estimator: Any, params: Mapping[str, Any]) -> dict:
 
 def _val_loss(est: Any) -> float:
     history = getattr(est, "history_", None)
-    if history is None:
-        inner = getattr(est, "forecaster_", None)
-        history = getattr(inner, "history_", None)
+    for fitted in ("forecaster_", "estimator_"):  # the sktime adapters' fitted core
+        if history is None:
+            history = getattr(getattr(est, fitted, None), "history_", None)
     losses = [h["val_loss"] for h in history or [] if "val_loss" in h]
     if not losses:
         raise ValueError(

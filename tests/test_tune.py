@@ -98,6 +98,32 @@ def test_classifier_space_chooses_augmentation_and_the_regressor_space_does_not(
         RWKVClassifier(augment=choice)._check_params()
 
 
+def test_sktime_sequence_adapter_is_tuned_through_its_core_estimator(shared_data_home):
+    pytest.importorskip("sktime", reason="the sktime extra is not installed")
+    from tiny_settings import TINY_SEQUENCE
+
+    from rwkv_ts import RWKVClassifier
+    from rwkv_ts.datasets import load_classification
+    from rwkv_ts.sktime import RWKVSktimeClassifier
+
+    X, y = load_classification("ECG200", "train", data_home=shared_data_home)
+    adapter = RWKVSktimeClassifier(RWKVClassifier(**TINY_SEQUENCE, val_fraction=0.25))
+    space = default_search_space(adapter)
+    assert space["estimator__augment"] == [None, "slice+warp"]
+    assert all(name.startswith("estimator__") for name in space)
+    small = {name: space[name] for name in ("estimator__learning_rate", "estimator__augment")}
+    result = tune(adapter, X[:40], y[:40], n_trials=2, search_space=small)
+    assert set(result.best_params) == set(small)
+    assert all(np.isfinite(t.value) for t in result.study.trials)
+    assert (
+        result.estimator.estimator_.learning_rate == result.best_params["estimator__learning_rate"]
+    )
+    assert result.estimator.predict(X[40:44]).shape == (4,)
+    assert adapter.estimator.learning_rate == TINY_SEQUENCE.get("learning_rate", 3e-3)  # untouched
+    with pytest.raises(TypeError, match="holds no estimator to tune"):
+        default_search_space(RWKVSktimeClassifier())
+
+
 def test_default_search_space_respects_a_short_lookback():
     space = default_search_space(RWKVForecaster(lookback=20))
     assert max(space["patch_len"]) <= 10
