@@ -91,7 +91,9 @@ def window_warp(x: torch.Tensor) -> torch.Tensor:
         return x
     start = _randint(0, n - width)
     speed = WARP_SPEEDS[_randint(0, len(WARP_SPEEDS) - 1)]
-    middle = resample(x[start : start + width], max(1, round(width * speed)))
+    # at least two samples for a window of two or more, so that its own ends (the instance's
+    # where the window reaches them) stay
+    middle = resample(x[start : start + width], max(min(width, 2), round(width * speed)))
     return resample(torch.cat([x[:start], middle, x[start + width :]]), n)
 
 
