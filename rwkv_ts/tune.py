@@ -175,9 +175,11 @@ def default_search_space(estimator: Any) -> dict[str, Any]:
     if "estimator" in params and "patch_len" not in params:  # an sktime sequence adapter
         inner = params["estimator"]
         if inner is None:
+            adapter = type(estimator).__name__
+            core = type(estimator._core()).__name__
             raise TypeError(
-                f"{type(estimator).__name__} holds no estimator to tune: pass the core one, "
-                f"e.g. {type(estimator).__name__}(RWKVClassifier(val_fraction=0.2))"
+                f"{adapter} holds no estimator to tune: pass the core one, "
+                f"e.g. {adapter}({core}(val_fraction=0.2))"
             )
         return {f"estimator__{name}": dist for name, dist in default_search_space(inner).items()}
     if "lookback" in params:

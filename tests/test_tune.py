@@ -104,7 +104,7 @@ def test_sktime_sequence_adapter_is_tuned_through_its_core_estimator(shared_data
 
     from rwkv_ts import RWKVClassifier
     from rwkv_ts.datasets import load_classification
-    from rwkv_ts.sktime import RWKVSktimeClassifier
+    from rwkv_ts.sktime import RWKVSktimeClassifier, RWKVSktimeRegressor
 
     X, y = load_classification("ECG200", "train", data_home=shared_data_home)
     adapter = RWKVSktimeClassifier(RWKVClassifier(**TINY_SEQUENCE, val_fraction=0.25))
@@ -120,8 +120,10 @@ def test_sktime_sequence_adapter_is_tuned_through_its_core_estimator(shared_data
     )
     assert result.estimator.predict(X[40:44]).shape == (4,)
     assert adapter.estimator.learning_rate == TINY_SEQUENCE.get("learning_rate", 3e-3)  # untouched
-    with pytest.raises(TypeError, match="holds no estimator to tune"):
+    with pytest.raises(TypeError, match=r"RWKVSktimeClassifier\(RWKVClassifier\(val_fraction"):
         default_search_space(RWKVSktimeClassifier())
+    with pytest.raises(TypeError, match=r"RWKVSktimeRegressor\(RWKVRegressor\(val_fraction"):
+        default_search_space(RWKVSktimeRegressor())
 
 
 def test_default_search_space_respects_a_short_lookback():
