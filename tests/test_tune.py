@@ -102,7 +102,7 @@ def test_sktime_sequence_adapter_is_tuned_through_its_core_estimator(shared_data
     pytest.importorskip("sktime", reason="the sktime extra is not installed")
     from tiny_settings import TINY_SEQUENCE
 
-    from rwkv_ts import RWKVClassifier
+    from rwkv_ts import RWKVClassifier, RWKVRegressor
     from rwkv_ts.datasets import load_classification
     from rwkv_ts.sktime import RWKVSktimeClassifier, RWKVSktimeRegressor
 
@@ -120,6 +120,13 @@ def test_sktime_sequence_adapter_is_tuned_through_its_core_estimator(shared_data
     )
     assert result.estimator.predict(X[40:44]).shape == (4,)
     assert adapter.estimator.learning_rate == TINY_SEQUENCE.get("learning_rate", 3e-3)  # untouched
+    # the regressor adapter the same way (its default space has no augmentation)
+    regressor = RWKVSktimeRegressor(RWKVRegressor(**TINY_SEQUENCE))
+    assert "estimator__augment" not in default_search_space(regressor)
+    target = X[:40, 0, -8:].mean(axis=1)
+    fitted = tune(regressor, X[:40], target, n_trials=2, search_space={k: small[k] for k in
+                  ("estimator__learning_rate",)})  # fmt: skip
+    assert fitted.estimator.predict(X[40:44]).shape == (4,)
     with pytest.raises(TypeError, match=r"RWKVSktimeClassifier\(RWKVClassifier\(val_fraction"):
         default_search_space(RWKVSktimeClassifier())
     with pytest.raises(TypeError, match=r"RWKVSktimeRegressor\(RWKVRegressor\(val_fraction"):
