@@ -87,6 +87,9 @@ CONFIGS: dict[str, dict] = {
     "aug-slice+warp": {"augment": "slice+warp"},
     "aug-scale+jitter": {"augment": "scale+jitter"},
     "aug-all": {"augment": "slice+warp+scale+jitter"},
+    # round 11 (24-series subsamples): the batch, 2 by default for 24 series (n // 10)
+    "bs1": {"batch_size": 1},
+    "bs4": {"batch_size": 4},
 }
 
 

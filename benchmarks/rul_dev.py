@@ -92,8 +92,22 @@ CONFIGS: dict[str, tuple[dict, dict]] = {
     # time warps): sensor noise and per-channel gain, drawn afresh every epoch
     "r9-jitter": ({**_R3, "augment": "jitter"}, {}),
     "r9-scale+jitter": ({**_R3, "augment": "scale+jitter"}, {}),
+    # round 10: the recipe (r10-stage1), then a fresh model trained on *all* the units for the
+    # epochs early stopping chose, times the factor in REFITS (the validation units, a fifth
+    # of the data, otherwise only choose the epoch); one run scores all three
+    "r10-stage1": (_R3, {}),
+    # round 11: the same through the regressor's own ``refit`` (its scaler stays the early-stopped
+    # run's; round 10 fitted a fresh regressor, scaler included, on all the units)
+    "r11-refit1.5": ({**_R3, "refit": 1.5}, {}),
+    "r11-refit2": ({**_R3, "refit": 2.0}, {}),
     "window30": ({"batch_size": 256, "max_epochs": 40, "patience": 8}, {"window": 30}),
     "conditions": ({}, {"condition_features": True}),
+}
+
+#: refits scored after a stage-1 config: name -> (stage-1 config, factor on its best epoch count)
+REFITS: dict[str, tuple[str, float]] = {
+    "r10-refit": ("r10-stage1", 1.0),
+    "r10-refit1.5": ("r10-stage1", 1.5),
 }
 
 
@@ -148,42 +162,76 @@ def run(args) -> list[dict]:
                 t0 = time.perf_counter()
                 reg.fit(X_fit, y_fit, groups=prep.groups_train[keep])
                 fit_s = time.perf_counter() - t0
-                preds, truths = [], []
-                for unit in dev_units:
-                    i = int(np.flatnonzero(full.groups_train == unit)[0])
-                    x = history.X_train[i]
-                    true_rul = true_all[unit_of_row == unit]
-                    points = _eval_points(x, true_rul, args.min_cycles, args.max_rul)
-                    if window is None:
-                        steps = np.asarray(reg.predict_steps([x])[0], dtype=np.float64)
-                        preds.append(steps[points])
-                    else:
-                        wins = [x[:, max(0, p + 1 - window) : p + 1] for p in points]
-                        preds.append(np.asarray(reg.predict(wins), dtype=np.float64))
-                    truths.append(true_rul[points])
-                pred, truth = np.concatenate(preds), np.concatenate(truths)
-                rmse = float(np.sqrt(np.mean((pred - truth) ** 2)))
-                rmse_c = float(np.sqrt(np.mean((pred - np.minimum(truth, 125)) ** 2)))
-                rows.append(
-                    {
-                        "subset": subset,
-                        "config": config,
-                        "seed": seed,
-                        "rmse": rmse,
-                        "rmse_capped_truth": rmse_c,
-                        "fit_seconds": fit_s,
-                        "epochs": len(reg.history_),
-                        "pred": np.round(pred, 3).tolist(),
-                        "truth": truth.tolist(),
-                    }
-                )
-                print(
-                    f"{subset} {config:12s} seed {seed}: dev RMSE {rmse:.2f} "
-                    f"(capped truth {rmse_c:.2f}) fit {fit_s:.0f} s",
-                    flush=True,
-                )
-                write_rows(out, rows)
+                fitted = [(config, reg, fit_s)]
+                for name, (stage1, factor) in REFITS.items():
+                    if stage1 != config:
+                        continue
+                    epochs = max(1, int(round((reg.best_epoch_ + 1) * factor)))
+                    refit_params = {k: v for k, v in params.items() if k != "patience"}
+                    refit = RWKVRegressor(
+                        random_state=seed,
+                        **{**refit_params, "max_epochs": epochs},
+                        val_fraction=0.0,
+                    )
+                    t0 = time.perf_counter()
+                    refit.fit(X_fit, y_fit, groups=prep.groups_train[keep])
+                    fitted.append((name, refit, fit_s + time.perf_counter() - t0))
+                for name, reg, fit_s in fitted:
+                    rows.append(
+                        _score(
+                            name,
+                            subset,
+                            seed,
+                            reg,
+                            fit_s,
+                            dev_units,
+                            full,
+                            history,
+                            true_all,
+                            unit_of_row,
+                            window,
+                            args,
+                        )
+                    )
+                    write_rows(out, rows)
     return rows
+
+
+def _score(
+    config, subset, seed, reg, fit_s, dev_units, full, history, true_all, unit_of_row, window, args
+) -> dict:
+    preds, truths = [], []
+    for unit in dev_units:
+        i = int(np.flatnonzero(full.groups_train == unit)[0])
+        x = history.X_train[i]
+        true_rul = true_all[unit_of_row == unit]
+        points = _eval_points(x, true_rul, args.min_cycles, args.max_rul)
+        if window is None:
+            steps = np.asarray(reg.predict_steps([x])[0], dtype=np.float64)
+            preds.append(steps[points])
+        else:
+            wins = [x[:, max(0, p + 1 - window) : p + 1] for p in points]
+            preds.append(np.asarray(reg.predict(wins), dtype=np.float64))
+        truths.append(true_rul[points])
+    pred, truth = np.concatenate(preds), np.concatenate(truths)
+    rmse = float(np.sqrt(np.mean((pred - truth) ** 2)))
+    rmse_c = float(np.sqrt(np.mean((pred - np.minimum(truth, 125)) ** 2)))
+    print(
+        f"{subset} {config:12s} seed {seed}: dev RMSE {rmse:.2f} "
+        f"(capped truth {rmse_c:.2f}) fit {fit_s:.0f} s",
+        flush=True,
+    )
+    return {
+        "subset": subset,
+        "config": config,
+        "seed": seed,
+        "rmse": rmse,
+        "rmse_capped_truth": rmse_c,
+        "fit_seconds": fit_s,
+        "epochs": len(reg.history_),
+        "pred": np.round(pred, 3).tolist(),
+        "truth": truth.tolist(),
+    }
 
 
 def _rmse(pred: np.ndarray, truth: np.ndarray, truth_cap: float | None, max_rul: float) -> float:

@@ -61,11 +61,16 @@ def save_member(path: Path, model: nn.Module, summary: dict, tag: dict) -> None:
 
 
 def load_member(
-    path: Path, tag: dict, build: Callable[[], nn.Module], keys: tuple[str, ...]
+    path: Path,
+    tag: dict,
+    build: Callable[[], nn.Module],
+    keys: tuple[str, ...],
+    what: str = "finished ensemble member",
 ) -> tuple[nn.Module, dict] | None:
     """The finished member at ``path`` (a model from ``build`` with its weights) and its summary
     (``keys``), or ``None`` when there is none or it belongs to another run (with a
-    ``CheckpointWarning``)."""
+    ``CheckpointWarning`` that calls the file ``what``). Also keeps other finished runs of a
+    fit (the early-stopped run before a refit)."""
     from rwkv_ts._checkpoint import CheckpointFileError, read_checkpoint
     from rwkv_ts.training import CheckpointWarning
 
@@ -80,7 +85,7 @@ def load_member(
         return model, {k: state[k] for k in keys}
     except (CheckpointFileError, KeyError, RuntimeError) as exc:
         warnings.warn(
-            f"not using the finished ensemble member in {path}: {exc}; it is trained again",
+            f"not using the {what} in {path}: {exc}; it is trained again",
             CheckpointWarning,
             stacklevel=4,
         )

@@ -52,6 +52,8 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         ``history_`` and ``best_epoch_`` are member 0's in an ensemble.
     member_histories_ : list of list of dict
         The ``history_`` of every member (one for a single model).
+    refit_epochs_ : int or None
+        Epochs of the refit on all instances (see ``refit``); ``None`` without one.
 
     Examples
     --------
@@ -96,6 +98,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         ema_epochs: float | None = None,
         augment: str | None = None,
         val_fraction: float = 0.0,
+        refit: float | None = None,
         ensemble_size: int = 1,
         impute: str | None = None,
         id_col: str | None = None,
@@ -132,6 +135,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.ema_epochs = ema_epochs
         self.augment = augment
         self.val_fraction = val_fraction
+        self.refit = refit
         self.ensemble_size = ensemble_size
         self.impute = impute
         self.id_col = id_col

@@ -375,7 +375,10 @@ def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
     ``path`` atomically (weights, scalers and class labels; no pickle)."""
     from rwkv_ts.data.serialize import encode_label
 
-    header: dict[str, Any] = {"channels": list(est.channels_)}
+    header: dict[str, Any] = {
+        "channels": list(est.channels_),
+        "refit_epochs": getattr(est, "refit_epochs_", None),
+    }
     tensors: dict[str, torch.Tensor] = {}
     if hasattr(est, "classes_"):
         header["classes"] = [encode_label(c) for c in est.classes_.tolist()]
@@ -415,4 +418,5 @@ def _load_sequence_estimator(header: dict, tensors: dict[str, torch.Tensor], pat
             f"{path}: {len(channels)} channel names for a model of {est.config_.n_channels}"
         )
     est.channels_ = channels
+    est.refit_epochs_ = header.get("refit_epochs")
     return est

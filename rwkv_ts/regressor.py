@@ -72,6 +72,8 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         ``history_`` and ``best_epoch_`` are member 0's in an ensemble.
     member_histories_ : list of list of dict
         The ``history_`` of every member (one for a single model).
+    refit_epochs_ : int or None
+        Epochs of the refit on all instances (see ``refit``); ``None`` without one.
 
     Examples
     --------
@@ -114,6 +116,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         ema_epochs: float | None = None,
         augment: str | None = None,
         val_fraction: float = 0.2,
+        refit: float | None = None,
         ensemble_size: int = 1,
         impute: str | None = None,
         id_col: str | None = None,
@@ -152,6 +155,7 @@ class RWKVRegressor(RegressorMixin, SequenceEstimator):
         self.ema_epochs = ema_epochs
         self.augment = augment
         self.val_fraction = val_fraction
+        self.refit = refit
         self.ensemble_size = ensemble_size
         self.impute = impute
         self.id_col = id_col

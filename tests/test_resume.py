@@ -190,6 +190,43 @@ def test_classifier_and_regressor_resume_to_the_uninterrupted_result(tmp_path):
         _assert_same_fit(resumed, reference)
 
 
+class CrashInRun(CrashAt):
+    """Crash mid-epoch ``epoch`` of the ``run``-th training run of a fit (1: the first); counts
+    the runs it saw start."""
+
+    def __init__(self, run: int, epoch: int) -> None:
+        super().__init__(epoch)
+        self.run, self.started = run, 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started += 1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.started == self.run:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+@pytest.mark.parametrize("run", [1, 2], ids=["early-stopped-run", "refit"])
+def test_refit_resumes_to_the_uninterrupted_result(tmp_path, run):
+    """A fit with ``refit`` trains twice (early stopping, then all instances); killed in either
+    run it resumes to the uninterrupted model, and killed in the refit it does not train the
+    early-stopped run again."""
+    X, _ = _instances()
+    y = X[:, 0, -3:].mean(axis=1)
+    params = {**SEQ, "refit": 1.5}
+    reference = RWKVRegressor(**params).fit(X, y)
+    assert reference.refit_epochs_ >= 2
+    _crash(lambda: RWKVRegressor(**params, checkpoint_dir=tmp_path).fit(X, y), CrashInRun(run, 1))
+    counter = CrashInRun(run=0, epoch=0)  # never crashes; counts the runs of the resumed fit
+    with training_callbacks(counter):
+        resumed = RWKVRegressor(**params, checkpoint_dir=tmp_path).fit(X, y)
+    assert counter.started == (2 if run == 1 else 1)
+    assert resumed.refit_epochs_ == reference.refit_epochs_
+    np.testing.assert_array_equal(resumed.predict(X), reference.predict(X))
+    _assert_same_fit(resumed, reference)
+    assert list(tmp_path.iterdir()) == []
+
+
 _CHILD = textwrap.dedent(
     """
     import sys, time
