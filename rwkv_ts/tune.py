@@ -379,6 +379,16 @@ def _one_member(estimator: Any, params: Mapping[str, Any]) -> dict:
     return {}
 
 
+def _scored_run_only(estimator: Any, params: Mapping[str, Any]) -> dict:
+    """A trial is scored on its early-stopped run, so it skips the estimator's ``refit`` on all
+    instances (which changes nothing a trial reads); the final fit of the best keeps it."""
+    names = estimator.get_params()
+    for key in ("refit", "estimator__refit"):
+        if names.get(key) is not None and key not in params:
+            return {key: None}
+    return {}
+
+
 def _val_loss(est: Any) -> float:
     history = getattr(est, "history_", None)
     for fitted in ("forecaster_", "estimator_"):  # the sktime adapters' fitted core
@@ -415,7 +425,9 @@ def tune(
     ----------
     estimator : RWKVForecaster, RWKVClassifier, RWKVRegressor (or an sktime adapter)
         Its parameters outside the search space stay as they are; it is not modified. An
-        ensemble (``ensemble_size > 1``) is tuned as one member per trial and refitted whole.
+        ensemble (``ensemble_size > 1``) is tuned as one member per trial and refitted whole;
+        a classifier's or regressor's ``refit`` on all instances is left out of the trials
+        (they are scored on the early-stopped run) and done in the final fit.
     *fit_args, **fit_kwargs
         What ``estimator.fit`` takes: ``y`` for a forecaster, ``X, y`` for a classifier or
         regressor. Pass only data you may tune on: the training and validation part.
@@ -466,7 +478,12 @@ def tune(
         if callable(space):
             trial.set_user_attr("params", params)
         trial.set_user_attr("worker", worker)
-        est = clone(estimator).set_params(**params, **overrides, **_one_member(estimator, params))
+        est = clone(estimator).set_params(
+            **params,
+            **overrides,
+            **_one_member(estimator, params),
+            **_scored_run_only(estimator, params),
+        )
         pruning = PruningCallback(trial)
         with training_callbacks(pruning):
             est.fit(*fit_args, **fit_kwargs)

@@ -365,3 +365,32 @@ def test_an_ensemble_is_tuned_one_member_per_trial_and_refitted_whole(shared_dat
     assert Count.n == 2 + 3  # one member per trial, then the three of the refit
     assert isinstance(result.estimator.model_, SequenceEnsemble)
     assert result.estimator.ensemble_size == 3 and reg.ensemble_size == 3
+
+
+def test_trials_skip_the_estimators_refit_and_the_final_fit_does_it(shared_data_home):
+    from lightning.pytorch.callbacks import Callback
+
+    from rwkv_ts import RWKVRegressor
+    from rwkv_ts.datasets import load_cmapss
+    from rwkv_ts.training import training_callbacks
+
+    class Count(Callback):
+        n = 0
+
+        def on_train_start(self, trainer, pl_module):
+            Count.n += 1
+
+    prep = load_cmapss("FD001", data_home=shared_data_home).prepare(rul_cap=125)
+    reg = RWKVRegressor(d_model=8, head_size=4, n_layers=1, max_epochs=2, random_state=0, refit=1.5)
+    with training_callbacks(Count()):
+        result = tune(
+            reg,
+            prep.X_train[:16],
+            prep.y_train[:16],
+            n_trials=2,
+            search_space=LR_SPACE,
+            groups=prep.groups_train[:16],
+        )
+    assert Count.n == 2 + 2  # one run per trial, then early stopping and the refit
+    assert result.estimator.refit == 1.5 and result.estimator.refit_epochs_ is not None
+    assert all(t.value is not None for t in result.study.trials)
