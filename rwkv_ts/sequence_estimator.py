@@ -383,9 +383,11 @@ class SequenceEstimator(BaseEstimator):
         loss: str,
         val_loss: str | None = None,
     ) -> tuple[RWKVSequenceModel, dict]:
-        """Train member ``i`` of the ensemble (the only one of a single model); with a
-        ``checkpoint_dir``, an ensemble keeps each finished member there until ``fit`` ends, so
-        that a killed fit resumes with the member it was training."""
+        """Train member ``i`` of the ensemble (the only one of a single model): early stopping on
+        ``val_idx``, then, with ``refit``, a fresh model of the same seed on all the instances.
+        With a ``checkpoint_dir``, an ensemble keeps each finished member there until ``fit``
+        ends, and a refit keeps the early-stopped run, so that a killed fit resumes with the
+        run it was training."""
 
         def subset(idx: np.ndarray) -> SequenceDataset:
             if isinstance(targets, np.ndarray):
