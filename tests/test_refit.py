@@ -6,26 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_settings import TINY_SEQUENCE
 
 import rwkv_ts
 from rwkv_ts import RWKVClassifier, RWKVRegressor
 from rwkv_ts import sequence_estimator as seq
 
-FAST = dict(
-    d_model=8,
-    head_size=4,
-    n_layers=1,
-    shift_distances=(1,),
-    tcn_dilations=(),
-    patch_len=4,
-    stride=2,
-    max_epochs=6,
-    patience=2,
-    learning_rate=2e-2,
-    batch_size=4,
-    random_state=0,
-    accelerator="cpu",
-)
+FAST = {**TINY_SEQUENCE, "max_epochs": 6, "patience": 2, "learning_rate": 2e-2, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")

@@ -335,12 +335,12 @@ def test_tune_a_classifier_on_ecg200(shared_data_home):
     assert best_val == pytest.approx(result.study.best_value, rel=1e-4)
 
 
-def test_an_ensemble_is_tuned_one_member_per_trial_and_refitted_whole(shared_data_home):
+def _tune_counting_runs(reg, data_home) -> tuple:
+    """Tune ``reg`` (2 trials of the learning rate) on 16 real FD001 engines; the result and
+    how many training runs started."""
     from lightning.pytorch.callbacks import Callback
 
-    from rwkv_ts import RWKVRegressor
     from rwkv_ts.datasets import load_cmapss
-    from rwkv_ts.nn.sequence import SequenceEnsemble
     from rwkv_ts.training import training_callbacks
 
     class Count(Callback):
@@ -349,10 +349,7 @@ def test_an_ensemble_is_tuned_one_member_per_trial_and_refitted_whole(shared_dat
         def on_train_start(self, trainer, pl_module):
             Count.n += 1
 
-    prep = load_cmapss("FD001", data_home=shared_data_home).prepare(rul_cap=125)
-    reg = RWKVRegressor(
-        d_model=8, head_size=4, n_layers=1, max_epochs=2, random_state=0, ensemble_size=3
-    )
+    prep = load_cmapss("FD001", data_home=data_home).prepare(rul_cap=125)
     with training_callbacks(Count()):
         result = tune(
             reg,
@@ -362,35 +359,27 @@ def test_an_ensemble_is_tuned_one_member_per_trial_and_refitted_whole(shared_dat
             search_space=LR_SPACE,
             groups=prep.groups_train[:16],
         )
-    assert Count.n == 2 + 3  # one member per trial, then the three of the refit
+    return result, Count.n
+
+
+def test_an_ensemble_is_tuned_one_member_per_trial_and_refitted_whole(shared_data_home):
+    from rwkv_ts import RWKVRegressor
+    from rwkv_ts.nn.sequence import SequenceEnsemble
+
+    reg = RWKVRegressor(
+        d_model=8, head_size=4, n_layers=1, max_epochs=2, random_state=0, ensemble_size=3
+    )
+    result, runs = _tune_counting_runs(reg, shared_data_home)
+    assert runs == 2 + 3  # one member per trial, then the three of the refit
     assert isinstance(result.estimator.model_, SequenceEnsemble)
     assert result.estimator.ensemble_size == 3 and reg.ensemble_size == 3
 
 
 def test_trials_skip_the_estimators_refit_and_the_final_fit_does_it(shared_data_home):
-    from lightning.pytorch.callbacks import Callback
-
     from rwkv_ts import RWKVRegressor
-    from rwkv_ts.datasets import load_cmapss
-    from rwkv_ts.training import training_callbacks
 
-    class Count(Callback):
-        n = 0
-
-        def on_train_start(self, trainer, pl_module):
-            Count.n += 1
-
-    prep = load_cmapss("FD001", data_home=shared_data_home).prepare(rul_cap=125)
     reg = RWKVRegressor(d_model=8, head_size=4, n_layers=1, max_epochs=2, random_state=0, refit=1.5)
-    with training_callbacks(Count()):
-        result = tune(
-            reg,
-            prep.X_train[:16],
-            prep.y_train[:16],
-            n_trials=2,
-            search_space=LR_SPACE,
-            groups=prep.groups_train[:16],
-        )
-    assert Count.n == 2 + 2  # one run per trial, then early stopping and the refit
+    result, runs = _tune_counting_runs(reg, shared_data_home)
+    assert runs == 2 + 2  # one run per trial, then early stopping and the refit
     assert result.estimator.refit == 1.5 and result.estimator.refit_epochs_ is not None
     assert all(t.value is not None for t in result.study.trials)
