@@ -113,8 +113,10 @@ _SHARED_DOC = """
         validation ones included, for ``refit`` times the epochs early stopping kept, rounded
         (``refit_epochs_``; the warm-up and cosine decay spread over them), and keep that model
         instead. Early stopping then only chooses the length of training, and no instance is
-        held out of the fitted model: worth it where the data are few (C-MAPSS has 100-260
-        engines, a fifth of them held out by default). Needs ``val_fraction > 0``; a split
+        held out of the fitted model, which matters where the data are few (C-MAPSS has
+        100-260 engines, a fifth of them held out by default). Its effect there was mixed
+        (better on three subsets, worse on FD001; the regression guide has the numbers), so
+        compare it on held-out data of your own. Needs ``val_fraction > 0``; a split
         that leaves nothing to validate on (fewer than 4 instances or 2 groups) trains on
         everything once. ``None`` keeps the early-stopped model.
     ensemble_size : int, default 1
