@@ -368,25 +368,23 @@ def _single_device(estimator: Any) -> dict:
     return {}
 
 
-def _one_member(estimator: Any, params: Mapping[str, Any]) -> dict:
-    """Trials of an ensemble (``ensemble_size > 1``) train one member: the members share the
-    tuned settings, a trial's score and pruning read one training, and the refit trains them
-    all. Nothing when the search space sets the size itself."""
-    names = estimator.get_params()
-    for key in ("ensemble_size", "estimator__ensemble_size"):
-        if names.get(key, 1) != 1 and key not in params:
-            return {key: 1}
-    return {}
+#: settings a trial trains with whatever the estimator says, and why: an ensemble
+#: (``ensemble_size > 1``) trains one member per trial, since the members share the tuned settings
+#: and a trial's score and pruning read one training; ``refit`` on all instances is skipped,
+#: since a trial is scored on the early-stopped run. The final fit of the best keeps both.
+_TRIAL_SETTINGS = {"ensemble_size": 1, "refit": None}
 
 
-def _scored_run_only(estimator: Any, params: Mapping[str, Any]) -> dict:
-    """A trial is scored on its early-stopped run, so it skips the estimator's ``refit`` on all
-    instances (which changes nothing a trial reads); the final fit of the best keeps it."""
+def _trial_settings(estimator: Any, params: Mapping[str, Any]) -> dict:
+    """The :data:`_TRIAL_SETTINGS` the estimator (or an sktime adapter's core, ``estimator__``)
+    sets otherwise, unless the search space sets them itself."""
     names = estimator.get_params()
-    for key in ("refit", "estimator__refit"):
-        if names.get(key) is not None and key not in params:
-            return {key: None}
-    return {}
+    out = {}
+    for name, value in _TRIAL_SETTINGS.items():
+        for key in (name, f"estimator__{name}"):
+            if key in names and names[key] != value and key not in params:
+                out[key] = value
+    return out
 
 
 def _val_loss(est: Any) -> float:
@@ -481,8 +479,7 @@ def tune(
         est = clone(estimator).set_params(
             **params,
             **overrides,
-            **_one_member(estimator, params),
-            **_scored_run_only(estimator, params),
+            **_trial_settings(estimator, params),
         )
         pruning = PruningCallback(trial)
         with training_callbacks(pruning):
