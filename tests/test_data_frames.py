@@ -457,7 +457,7 @@ def test_nan_error_in_long_names_series():
         {"unique_id": ["a", "b", "a", "b"], "ds": [0, 0, 1, 1], "y": [1.0, 2.0, 3.0, None]}
     )
     with pytest.raises(
-        DataValidationError, match=r"column 'y' has 1 missing.*row 3, 1, series 'b'"
+        DataValidationError, match=r"column 'y' has 1 missing.*row 3 \(time 1, series 'b'\)"
     ):
         to_panel(df, time_col="ds")
 
@@ -467,7 +467,8 @@ def test_inf_is_always_an_error(impute):
     df = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [1.0, -np.inf, np.inf]}, index=H6[:3])
     with pytest.raises(
         DataValidationError,
-        match=r"column 'b' has 2 infinite value\(s\), first \(-inf\) at row 1, 2024-01-01 01:00:00",
+        match=r"column 'b' has 2 infinite value\(s\), first \(-inf\) at row 1 "
+        r"\(time 2024-01-01 01:00:00\)",
     ):
         to_panel(df, impute=impute)
 

@@ -675,18 +675,19 @@ def check_finite(
         for c in np.flatnonzero(mask.any(axis=0)):
             col_mask = mask[:, c]
             row = int(np.argmax(col_mask))
-            where = f"row {row}, {ctx.timestamp(times[row])}"
+            where = f"time {ctx.timestamp(times[row])}"
             if codes is not None:
                 where += f", {ctx.series(codes[row])}"
+            where = f"row {row} ({where})"
             value = f" ({values[row, c]})" if kind == "infinite" else ""
             parts.append(
                 f"column {columns[c]!r} has {int(col_mask.sum())} {kind} value(s), "
                 f"first{value} at {where}"
             )
         advice = (
-            "infinite values are never accepted: replace or drop them"
+            "Infinite values are never accepted: replace or drop them"
             if kind == "infinite"
-            else f"pass impute= one of {format_list(IMPUTE_METHODS)} or fill them first"
+            else f"Pass impute= one of {format_list(IMPUTE_METHODS)} or fill them first"
         )
         raise DataValidationError("; ".join(parts) + f". {advice}")
     return False
