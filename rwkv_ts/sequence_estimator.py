@@ -24,7 +24,12 @@ from rwkv_ts._ensemble import load_member, member_file, member_seeds, remove_mem
 from rwkv_ts.data.augment import TIME_AUGMENTATIONS, AugmentedSequences, parse_augment
 from rwkv_ts.data.instances import Instances, to_instances
 from rwkv_ts.data.sequences import SequenceDataset, collate_sequences
-from rwkv_ts.data.validation import DataValidationError, check_memory
+from rwkv_ts.data.validation import (
+    DataValidationError,
+    check_memory,
+    check_same_channels,
+    format_list,
+)
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.nn.sequence import RWKVSequenceModel, SequenceConfig, SequenceEnsemble
 from rwkv_ts.training import (
@@ -224,7 +229,9 @@ class SequenceEstimator(BaseEstimator):
             return max(1, min(16, n_train // 10))
         return int(self.batch_size)
 
-    def _instances(self, X: Any, min_length: int | None = None) -> Instances:
+    def _instances(
+        self, X: Any, min_length: int | None = None, n_channels: int | None = None
+    ) -> Instances:
         return to_instances(
             X,
             id_col=self.id_col,
@@ -232,6 +239,7 @@ class SequenceEstimator(BaseEstimator):
             value_cols=self.value_cols,
             impute=self.impute,
             min_length=self.patch_len if min_length is None else min_length,
+            n_channels=n_channels,
         )
 
     def _check_fitted(self) -> None:
@@ -242,13 +250,22 @@ class SequenceEstimator(BaseEstimator):
 
     def _fitted_instances(self, X: Any, min_length: int | None = None) -> Instances:
         self._check_fitted()
-        inst = self._instances(X, min_length)
+        inst = self._instances(X, min_length, n_channels=len(self.channels_))
+        self._check_channels(inst)
+        return inst
+
+    def _check_channels(self, inst: Instances) -> None:
+        """Refuse instances whose channels are not those of ``fit``: another number, or, for a
+        frame given to an estimator fitted on named columns, other names or another order
+        (arrays and frames fitted from arrays match by position)."""
+        positional = [str(c) for c in range(len(self.channels_))]
+        if inst.ids is not None and list(self.channels_) != positional:
+            check_same_channels(inst.channels, self.channels_)
         if inst.n_channels != len(self.channels_):
             raise DataValidationError(
                 f"X has {inst.n_channels} channel(s) but the estimator was fitted on "
-                f"{len(self.channels_)}: {self.channels_}"
+                f"{len(self.channels_)}: {format_list(self.channels_, limit=10)}"
             )
-        return inst
 
     def _fit_scaler(self, inst: Instances, rows: np.ndarray) -> None:
         stacked = np.concatenate([inst.values[i] for i in rows], axis=0).astype(np.float64)

@@ -216,11 +216,7 @@ class SequenceStream:
             value_cols=est.value_cols,
             impute=est.impute,
         )
-        if inst.n_channels != n_channels:
-            raise DataValidationError(
-                f"the frame has {inst.n_channels} channel(s) {inst.channels}; the estimator "
-                f"was fitted on {est.channels_}"
-            )
+        est._check_channels(inst)
         raws = self._advance(list(inst.ids), est._scaled(inst))
         frames = []
         id_name = est.id_col if est.id_col is not None else "unique_id"

@@ -110,10 +110,41 @@ def test_bad_input_is_named():
     with pytest.raises(DataValidationError, match="1 class"):
         RWKVClassifier(**TINY).fit(X, np.zeros(10))
     clf = RWKVClassifier(**TINY).fit(X, y)
-    with pytest.raises(DataValidationError, match="3 channel.* fitted on 2"):
+    with pytest.raises(DataValidationError, match="3 channel.* where 2 are expected"):
         clf.predict(rng.normal(size=(2, 3, 20)))
+    with pytest.raises(DataValidationError, match=r"20 channel.*\(instances, channels, time\)"):
+        clf.predict(X.transpose(0, 2, 1))
     with pytest.raises(ValueError, match="pooling part 'median'"):
         RWKVClassifier(**{**TINY, "pooling": "mean+median"}).fit(X, y)
+
+
+def test_frames_must_carry_the_fitted_channels_by_name():
+    """A frame fitted on named columns is read by name: other, extra or reordered columns are
+    refused at predict and in a stream (they used to be taken by position); arrays still match
+    by position."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(10, 2, 20))
+    y = np.array([0, 1] * 5)
+    frame = _long_frame(X, list(range(10)))
+    clf = RWKVClassifier(**{**TINY, "id_col": "rec", "time_col": "t"}).fit(frame, y)
+    assert clf.channels_ == ["ch0", "ch1"]
+    swapped = frame[["rec", "t", "ch1", "ch0"]]
+    renamed = frame.rename(columns={"ch1": "other"})
+    extra = frame.assign(ch2=0.0)
+    for bad, message in [
+        (swapped, r"different order: expected \['ch0', 'ch1'\], got \['ch1', 'ch0'\]"),
+        (renamed, r"missing channel\(s\) \['ch1'\] and unexpected channel\(s\) \['other'\]"),
+        (extra, r"unexpected channel\(s\) \['ch2'\]"),
+    ]:
+        with pytest.raises(DataValidationError, match=message):
+            clf.predict_proba(bad)
+        with pytest.raises(DataValidationError, match=message):
+            clf.stream().update(bad)
+    np.testing.assert_allclose(
+        clf.predict_proba(frame),
+        clf.set_params(id_col=None, time_col=None).predict_proba(X),
+        atol=1e-6,
+    )
 
 
 def test_caller_data_untouched():

@@ -144,6 +144,7 @@ def to_instances(
     value_cols: Hashable | Sequence[Hashable] | None = None,
     impute: str | None = None,
     min_length: int = 1,
+    n_channels: int | None = None,
 ) -> Instances:
     """Validate and convert instances (see the module docstring for the layouts).
 
@@ -159,6 +160,10 @@ def to_instances(
         How missing values are filled; ``None`` rejects them.
     min_length : int, default 1
         Minimum number of samples of every instance.
+    n_channels : int, optional
+        The number of channels the instances must have (a fitted estimator's). An array or list
+        with another number is refused before its lengths are checked, so that an array given
+        time first is named as such rather than as too short.
 
     Returns
     -------
@@ -226,6 +231,11 @@ def to_instances(
     if len(channels) > 1:
         raise DataValidationError(
             f"instances have different numbers of channels: {format_list(sorted(channels))}"
+        )
+    if n_channels is not None and channels != {n_channels}:
+        raise DataValidationError(
+            f"X has {channels.pop()} channel(s) where {n_channels} are expected; arrays are "
+            "(instances, channels, time), list items (channels, time)"
         )
     values = []
     for i, a in enumerate(arrays):
