@@ -27,6 +27,7 @@ from rwkv_ts.data.cycle import (
 from rwkv_ts.data.frames import forecast_to_frame
 from rwkv_ts.data.serialize import panel_tail
 from rwkv_ts.data.validation import check_memory
+from rwkv_ts.losses import check_losses, with_frequency_term
 from rwkv_ts.nn import (
     ForecastEnsemble,
     RWKVTSConfig,
@@ -36,12 +37,10 @@ from rwkv_ts.nn import (
 )
 from rwkv_ts.nn.config import int_tuple
 from rwkv_ts.training import (
-    check_losses,
     check_training_settings,
     inference_device,
     options_from,
     train_model,
-    with_frequency_term,
 )
 
 

@@ -11,8 +11,8 @@ from sklearn.base import RegressorMixin
 from rwkv_ts.data.instances import Instances, align_targets, check_y
 from rwkv_ts.data.sequences import token_targets
 from rwkv_ts.data.validation import DataValidationError
+from rwkv_ts.losses import check_losses
 from rwkv_ts.sequence_estimator import _SHARED_DOC, SequenceEstimator
-from rwkv_ts.training import check_losses
 
 
 def _per_sample_targets(y: Any, inst: Instances) -> list[np.ndarray] | None:

@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from rwkv_ts.losses import loss_function, n_targets
 from rwkv_ts.training_step import GraphedStep, capturable_adamw
 
 
@@ -104,126 +105,6 @@ def _out_of_memory_message(exc: BaseException, options: TrainingOptions) -> str:
     )
 
 
-#: Elementwise regression losses ``fn(prediction, target, reduction=...)`` by name: squared
-#: error, absolute error (robust to outliers; its minimiser is the median) and Huber's loss
-#: (squared within 1 of the target, absolute beyond; on standardised data).
-REGRESSION_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "mse": nn.functional.mse_loss,
-    "mae": nn.functional.l1_loss,
-    "huber": nn.functional.huber_loss,
-}
-
-
-def _masked(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """``loss`` over the finite targets only: NaN targets mark padding (per-token targets of
-    sequences of different lengths) and neither count nor pass a gradient."""
-
-    def masked(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        mask = torch.isfinite(target)
-        zero = torch.zeros_like(pred)
-        pred, target = torch.where(mask, pred, zero), torch.where(mask, target, zero)
-        total = loss(pred, target, reduction="none").sum()
-        return total if reduction == "sum" else total / mask.sum().clamp(min=1)
-
-    return masked
-
-
-#: Losses selectable by ``TrainingOptions.loss``: ``fn(prediction, target, reduction=...)``;
-#: ``masked_<name>`` is a regression loss over the finite targets only.
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    **REGRESSION_LOSSES,
-    "cross_entropy": nn.functional.cross_entropy,
-    **{f"masked_{name}": _masked(fn) for name, fn in REGRESSION_LOSSES.items()},
-}
-
-
-def with_frequency_term(loss: str, weight: float, dim: int) -> Callable[..., torch.Tensor]:
-    """``loss`` (a name of :data:`LOSSES`) mixed with a frequency-domain term along ``dim``,
-    the forecast horizon: ``(1 - weight) * loss + weight * mean |DFT(prediction - target)|``.
-
-    The term is FreDF's (H. Wang et al., 'FreDF: Learning to Forecast in the Frequency
-    Domain', ICLR 2025): the steps of a horizon are correlated, which a loss summed over the
-    steps ignores, while the DFT's coefficients are nearly uncorrelated. The DFT is the
-    orthonormal one (``norm="ortho"``), so the term's scale does not grow with the horizon.
-    With a ``masked_`` loss, rows of ``target`` along ``dim`` that hold a NaN (padding) are left
-    out of both terms.
-
-    Examples
-    --------
-    >>> import torch
-    >>> fn = with_frequency_term("mse", 0.5, dim=1)
-    >>> pred, target = torch.zeros(2, 4, 1), torch.ones(2, 4, 1)
-    >>> round(float(fn(pred, target)), 4)  # 0.5 * 1 + 0.5 * mean(|[2, 0, 0]|)
-    0.8333
-    """
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"the frequency term's weight must lie in [0, 1], got {weight!r}")
-    time_loss = _loss_function(loss)
-    masked = loss.startswith("masked_")
-
-    def mixed(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-        error = pred - target
-        n_freq = pred.shape[dim] // 2 + 1
-        if masked:
-            rows = torch.isfinite(target).all(dim=dim, keepdim=True)
-            error = torch.where(rows, error, torch.zeros_like(error))
-            n_rows = rows.sum().clamp(min=1)
-        else:
-            n_rows = error.numel() // error.shape[dim]
-        spectrum = torch.fft.rfft(error, dim=dim, norm="ortho").abs().sum()
-        if reduction == "sum":
-            # the sum over a row's steps (the time term's sum, divided later by the targets)
-            spectral = spectrum * pred.shape[dim] / n_freq
-        else:
-            spectral = spectrum / (n_freq * n_rows)
-        return (1.0 - weight) * time_loss(pred, target, reduction=reduction) + weight * spectral
-
-    if masked:
-        mixed.n_targets = lambda target: int(torch.isfinite(target).sum())  # type: ignore[attr-defined]
-    # what a checkpoint's fingerprint names the loss by
-    mixed.__qualname__ = f"with_frequency_term({loss!r}, {weight!r}, dim={dim})"
-    return mixed
-
-
-def check_losses(loss: object, val_loss: object) -> None:
-    """Check an estimator's ``loss`` and ``val_loss`` parameters (names of
-    :data:`REGRESSION_LOSSES`; ``val_loss`` may be ``None``), naming the bad one.
-
-    Examples
-    --------
-    >>> check_losses("huber", "mse")
-    >>> check_losses("l2", None)
-    Traceback (most recent call last):
-    ...
-    ValueError: loss must be one of ('mse', 'mae', 'huber'), got 'l2'
-    """
-    for name, value, allowed in (
-        ("loss", loss, tuple(REGRESSION_LOSSES)),
-        ("val_loss", val_loss, (None, *REGRESSION_LOSSES)),
-    ):
-        if not isinstance(value, str | None) or value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
-def _loss_function(loss: str | Callable[..., torch.Tensor], what: str = "loss"):
-    if callable(loss):
-        return loss
-    if loss in LOSSES:
-        return LOSSES[loss]
-    raise ValueError(f"{what} must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
-
-
-def _n_targets(loss: str | Callable[..., torch.Tensor], target) -> int | torch.Tensor:
-    """How many targets a batch's summed validation loss is divided by (a device tensor when
-    counting needs the values, so that validation does not wait on the device per batch)."""
-    if callable(loss):
-        counter = getattr(loss, "n_targets", None)
-        return int(counter(target)) if counter is not None else int(target.numel())
-    return torch.isfinite(target).sum() if loss.startswith("masked_") else target.numel()
-
-
 @dataclass
 class TrainingOptions:
     """Optimisation settings of :func:`train_model`."""
@@ -240,7 +121,7 @@ class TrainingOptions:
     random_state: int | None = None
     log_dir: str | None = None
     extra_callbacks: list = field(default_factory=list)
-    #: a key of :data:`LOSSES`: "mse", "mae" or "huber" (forecasting, regression),
+    #: a key of :data:`rwkv_ts.losses.LOSSES`: "mse", "mae" or "huber" (forecasting, regression),
     #: "cross_entropy" (class indices), "masked_mse" etc. (targets with NaN padding); or a
     #: callable ``fn(prediction, target, reduction="mean"|"sum")``, optionally with an
     #: ``n_targets(target)`` attribute that counts the targets a summed validation loss is
@@ -349,9 +230,9 @@ class ForecastingSystem(pl.LightningModule):
         check_training_settings(
             options.on_nonfinite_loss, options.checkpoint_dir, options.ema_epochs
         )
-        self.loss_fn = _loss_function(options.loss)
+        self.loss_fn = loss_function(options.loss)
         self.val_loss_name = options.loss if options.val_loss is None else options.val_loss
-        self.val_loss_fn = _loss_function(self.val_loss_name, "val_loss")
+        self.val_loss_fn = loss_function(self.val_loss_name, "val_loss")
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.model(*inputs)
@@ -490,7 +371,7 @@ class ForecastingSystem(pl.LightningModule):
         sse = self.val_loss_fn(self.model(*inputs), y, reduction="sum")
         # summed on the device (float64, as Python floats would be): no host sync per batch
         self._val_sse = getattr(self, "_val_sse", 0.0) + sse.detach().double()
-        self._val_n = getattr(self, "_val_n", 0) + _n_targets(self.val_loss_name, y)
+        self._val_n = getattr(self, "_val_n", 0) + n_targets(self.val_loss_name, y)
 
     def on_validation_epoch_end(self) -> None:
         n = int(getattr(self, "_val_n", 0))
@@ -607,7 +488,7 @@ class BestWeights(Callback):
             for batch in self.initial_loader:
                 *inputs, y = move_data_to_device(batch, pl_module.device)
                 sse += float(pl_module.val_loss_fn(model(*inputs), y, reduction="sum"))
-                n += int(_n_targets(pl_module.val_loss_name, y))
+                n += int(n_targets(pl_module.val_loss_name, y))
         model.train(was_training)
         # every rank must take the same decision: rank 0's measurement rules
         score = trainer.strategy.broadcast(sse / n if n else math.inf, src=0)

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from tiny_settings import TINY_FORECASTER as TINY
 
 from rwkv_ts import RWKVForecaster
-from rwkv_ts.training import LOSSES, TrainingOptions, _fingerprint, with_frequency_term
+from rwkv_ts.losses import LOSSES, with_frequency_term
+from rwkv_ts.training import TrainingOptions, _fingerprint
 
 
 def _spectral_mae(error: np.ndarray, axis: int) -> float:

@@ -12,8 +12,9 @@ from tiny_settings import TINY_FORECASTER as TINY
 from torch.utils.data import TensorDataset
 
 from rwkv_ts import RWKVForecaster
+from rwkv_ts.losses import LOSSES, REGRESSION_LOSSES
 from rwkv_ts.persistence import _read, load
-from rwkv_ts.training import LOSSES, REGRESSION_LOSSES, TrainingOptions, _fingerprint, train_model
+from rwkv_ts.training import TrainingOptions, _fingerprint, train_model
 
 
 @settings(max_examples=40, deadline=None)

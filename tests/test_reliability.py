@@ -22,7 +22,8 @@ from sklearn.exceptions import NotFittedError
 from tiny_settings import TINY_SEQUENCE
 
 from rwkv_ts import RWKVForecaster
-from rwkv_ts.training import LOSSES, TrainingDivergedError, TrainingOutOfMemoryError
+from rwkv_ts.losses import LOSSES
+from rwkv_ts.training import TrainingDivergedError, TrainingOutOfMemoryError
 
 TINY = dict(
     horizon=4,

@@ -22,8 +22,8 @@ from tiny_settings import TINY_SEQUENCE
 
 from rwkv_ts import RWKVClassifier, RWKVForecaster, RWKVRegressor
 from rwkv_ts._checkpoint import CHECKPOINT_NAME, read_checkpoint
+from rwkv_ts.losses import LOSSES
 from rwkv_ts.training import (
-    LOSSES,
     CheckpointWarning,
     TrainingDivergedError,
     training_callbacks,
