@@ -3,16 +3,55 @@ contract."""
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from rwkv_ts.data.instances import align_targets, check_y
-from rwkv_ts.data.validation import DataValidationError
+from rwkv_ts.data.validation import DataValidationError, format_list
+from rwkv_ts.losses import WeightedCrossEntropy
 from rwkv_ts.sequence_estimator import _SHARED_DOC, SequenceEstimator
+
+
+def _class_weights(class_weight: Any, classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each class's weight in ``classes`` order, refusing what scikit-learn's
+    :func:`~sklearn.utils.class_weight.compute_class_weight` would accept or misname: labels that
+    are not classes, negative or non-finite weights, weights that are all zero."""
+    if class_weight is None:
+        return np.ones(len(classes))
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(
+                f"class_weight must be a dict, 'balanced' or None, got {class_weight!r}"
+            )
+    elif isinstance(class_weight, Mapping):
+        known = set(classes.tolist())
+        unknown = [label for label in class_weight if label not in known]
+        if unknown:
+            raise ValueError(
+                f"class_weight names label(s) {format_list(unknown)} that are not classes of y "
+                f"{format_list(classes.tolist())}"
+            )
+        for label, weight in class_weight.items():
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+                raise ValueError(f"class_weight[{label!r}] must be a number, got {weight!r}")
+            if not (np.isfinite(weight) and weight >= 0):
+                raise ValueError(f"class_weight[{label!r}] must be finite and >= 0, got {weight!r}")
+    else:
+        raise ValueError(
+            "class_weight must be a dict, 'balanced' or None, got "
+            f"{type(class_weight).__name__} {class_weight!r}"
+        )
+    weights = compute_class_weight(class_weight, classes=classes, y=y).astype(np.float64)
+    if not (weights > 0).any():
+        raise ValueError(f"class_weight gives every class weight 0: {class_weight!r}")
+    return weights
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -34,11 +73,20 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
     Parameters
     ----------"""
         + _SHARED_DOC
-        + """
+        + """    class_weight : dict, "balanced" or None, default None
+        Weights of the classes in the cross-entropy, for imbalanced data (scikit-learn's
+        convention): a dict from label to a non-negative weight (labels left out weigh 1), or
+        ``"balanced"``, ``n_instances / (n_classes * count of the class)`` from the training
+        labels, so that every class weighs as much in total. ``None``: every instance counts
+        the same. It changes what is learned, not how probabilities are read: the predicted
+        probabilities are those of a reweighted training set.
+
     Attributes
     ----------
     classes_ : ndarray
         The class labels, sorted (any type ``numpy.unique`` sorts: strings, ints, -1/1 ...).
+    class_weight_ : ndarray of shape (n_classes,)
+        The weight of each class in ``classes_`` order (ones without ``class_weight``).
     model_ : RWKVSequenceModel or SequenceEnsemble
         The model; a :class:`~rwkv_ts.nn.sequence.SequenceEnsemble` when ``ensemble_size > 1``.
     config_ : SequenceConfig
@@ -70,7 +118,6 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
     """
     )
 
-    _loss = "cross_entropy"
     _ensemble_combine = "probability"
 
     def __init__(
@@ -97,6 +144,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         patience: int = 20,
         ema_epochs: float | None = None,
         augment: str | None = None,
+        class_weight: dict | str | None = None,
         val_fraction: float = 0.0,
         refit: float | None = None,
         ensemble_size: int = 1,
@@ -134,6 +182,7 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
         self.patience = patience
         self.ema_epochs = ema_epochs
         self.augment = augment
+        self.class_weight = class_weight
         self.val_fraction = val_fraction
         self.refit = refit
         self.ensemble_size = ensemble_size
@@ -175,12 +224,20 @@ class RWKVClassifier(ClassifierMixin, SequenceEstimator):
             raise DataValidationError(
                 f"y has 1 class ({classes[0]!r}); a classifier needs at least 2 classes"
             )
+        weights = _class_weights(self.class_weight, classes, y)
         self.classes_ = classes
+        self.class_weight_ = weights
         self._train(
             inst,
             encoded.astype(np.int64),
             n_outputs=len(classes),
-            loss="cross_entropy",
+            loss=(
+                "cross_entropy"
+                if self.class_weight is None
+                # scaled to mean 1 over the instances: the loss keeps its scale (and the learning
+                # rate its meaning) whatever the weights; the minimiser is the same
+                else WeightedCrossEntropy(weights / weights[encoded].mean())
+            ),
             stratify=encoded,
         )
         return self

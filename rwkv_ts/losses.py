@@ -135,3 +135,54 @@ def n_targets(loss: str | Callable[..., torch.Tensor], target) -> int | torch.Te
         counter = getattr(loss, "n_targets", None)
         return int(counter(target)) if counter is not None else int(target.numel())
     return torch.isfinite(target).sum() if loss.startswith("masked_") else target.numel()
+
+
+class WeightedCrossEntropy:
+    """Cross-entropy with a weight per class (``RWKVClassifier(class_weight=...)``).
+
+    The mean over a batch is ``sum(weights[target] * loss) / batch size``, not the weighted mean
+    of :func:`torch.nn.functional.cross_entropy` (divided by ``sum(weights[target])``), which
+    gives every batch the same total weight whatever classes it holds: this one's expectation
+    over random batches is the weighted loss over the whole training set, whose minimiser the
+    weights define (for labels the inputs say nothing of, the class prior times the weights,
+    renormalised).
+    The weights move to a prediction's device once, on the first call there, so that a step
+    captured as a CUDA graph copies nothing from the host.
+
+    Parameters
+    ----------
+    weights : sequence of float
+        One non-negative weight per class, in the order of the model's outputs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> loss = WeightedCrossEntropy([1.0, 3.0])
+    >>> logits, target = torch.zeros(2, 2), torch.tensor([0, 1])
+    >>> round(float(loss(logits, target)), 4)  # (1 + 3) * log 2 / 2
+    1.3863
+    >>> round(float(loss(logits, target, reduction="sum")), 4)  # (1 + 3) * log 2
+    2.7726
+    """
+
+    def __init__(self, weights) -> None:
+        self.weights = torch.as_tensor(weights, dtype=torch.float32).detach().clone()
+        self._on_device: dict[torch.device, torch.Tensor] = {}
+        # what a checkpoint's fingerprint names the loss by: other weights, another training
+        self.__qualname__ = (
+            f"WeightedCrossEntropy([{', '.join(f'{w:.6g}' for w in self.weights.tolist())}])"
+        )
+
+    def __call__(
+        self, pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        weight = self._on_device.get(pred.device)
+        if weight is None:
+            weight = self._on_device[pred.device] = self.weights.to(pred.device)
+        weighted = nn.functional.cross_entropy(pred, target, reduction="none") * weight[target]
+        return weighted.sum() if reduction == "sum" else weighted.mean()
+
+    def __repr__(self) -> str:
+        return self.__qualname__

@@ -72,6 +72,16 @@ def _fitted_params(est) -> dict:
         from rwkv_ts._ensemble import fitted_ensemble_size
 
         params["ensemble_size"] = fitted_ensemble_size(est.model_)
+    if "class_weight" in params:
+        weights = params.pop("class_weight")
+        # left out when None, so that an older rwkv-ts reads the file; a dict's labels may be of
+        # any type, which JSON's string keys would lose
+        if isinstance(weights, dict):
+            from rwkv_ts.data.serialize import encode_label
+
+            weights = {"label_weights": [[encode_label(k), float(v)] for k, v in weights.items()]}
+        if weights is not None:
+            params["class_weight"] = weights
     return params
 
 
@@ -329,6 +339,11 @@ def _saved_params(header: dict) -> dict:
     for key in ("shift_distances", "tcn_dilations", "conv_channels", "conv_kernels"):
         if isinstance(params.get(key), list):
             params[key] = tuple(params[key])
+    weights = params.get("class_weight")
+    if isinstance(weights, dict):
+        from rwkv_ts.data.serialize import decode_label
+
+        params["class_weight"] = {decode_label(k): v for k, v in weights["label_weights"]}
     return params
 
 
@@ -382,6 +397,8 @@ def save_sequence_estimator(est, path: str | os.PathLike) -> Path:
     tensors: dict[str, torch.Tensor] = {}
     if hasattr(est, "classes_"):
         header["classes"] = [encode_label(c) for c in est.classes_.tolist()]
+        if est.class_weight is not None:
+            header["class_weights"] = [float(w) for w in est.class_weight_]
     else:
         tensors["target.mean"] = torch.from_numpy(np.asarray(est.target_mean_, dtype=np.float64))
         tensors["target.std"] = torch.from_numpy(np.asarray(est.target_std_, dtype=np.float64))
@@ -405,6 +422,14 @@ def _load_sequence_estimator(header: dict, tensors: dict[str, torch.Tensor], pat
                     f"{path}: {len(classes)} class labels for {est.config_.n_outputs} model outputs"
                 )
             est.classes_ = classes
+            weights = header.get("class_weights")
+            est.class_weight_ = (
+                np.ones(len(classes)) if weights is None else np.asarray(weights, dtype=np.float64)
+            )
+            if len(est.class_weight_) != len(classes):
+                raise ModelFileError(
+                    f"{path}: {len(est.class_weight_)} class weights for {len(classes)} classes"
+                )
         else:
             est.target_mean_ = tensors["target.mean"].numpy()
             est.target_std_ = tensors["target.std"].numpy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +205,6 @@ def _positive_int(name: str, value: Any) -> None:
 class SequenceEstimator(BaseEstimator):
     """Base of the sequence classifier and regressor; not used directly."""
 
-    #: loss of :mod:`rwkv_ts.training` for per-instance targets
-    _loss = "mse"
     #: how an ensemble combines its members' outputs (:class:`SequenceEnsemble`)
     _ensemble_combine = "mean"
 
@@ -337,7 +336,7 @@ class SequenceEstimator(BaseEstimator):
         inst: Instances,
         targets: np.ndarray | list[np.ndarray],
         n_outputs: int,
-        loss: str,
+        loss: str | Callable[..., torch.Tensor],
         stratify: np.ndarray | None = None,
         groups: Any = None,
         val_loss: str | None = None,
@@ -399,7 +398,7 @@ class SequenceEstimator(BaseEstimator):
         targets: np.ndarray | list[np.ndarray],
         train_idx: np.ndarray,
         val_idx: np.ndarray,
-        loss: str,
+        loss: str | Callable[..., torch.Tensor],
         val_loss: str | None = None,
     ) -> tuple[RWKVSequenceModel, dict]:
         """Train member ``i`` of the ensemble (the only one of a single model): early stopping on
@@ -418,7 +417,8 @@ class SequenceEstimator(BaseEstimator):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed if seed is not None else torch.seed())
                 model = RWKVSequenceModel(config)
-                trained = _TokenOutputs(model) if loss.startswith("masked_") else model
+                per_token = isinstance(loss, str) and loss.startswith("masked_")
+                trained = _TokenOutputs(model) if per_token else model
                 train_data = subset(idx)
                 if self.augment is not None:
                     train_data = AugmentedSequences(train_data, parse_augment(self.augment))

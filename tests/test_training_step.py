@@ -267,3 +267,27 @@ def test_sequence_estimators_with_and_without_the_graph(shared_data_home, monkey
     np.testing.assert_allclose(
         graphed[0].predict_proba(X), eager[0].predict_proba(X), rtol=1e-3, atol=1e-4
     )
+
+
+@gpu
+@pytest.mark.filterwarnings("error::rwkv_ts.training_step.CudaGraphWarning")
+def test_class_weighted_classifier_with_and_without_the_graph(shared_data_home, monkeypatch):
+    """The class weights reach the device in the eager warm-up steps, so the captured step copies
+    nothing from the host and trains as the eager one does."""
+    from rwkv_ts import RWKVClassifier
+    from rwkv_ts.datasets import load_classification
+
+    X, y = load_classification("SyntheticControl", "train", data_home=shared_data_home)
+    settings_ = SEQ_TINY | {"random_state": 0, "accelerator": "gpu", "dropout": 0.0}
+    weights = {1: 4.0, 2: 0.5}
+    monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "1")
+    graphed = RWKVClassifier(**settings_, class_weight=weights).fit(X[:120], y[:120])
+    monkeypatch.setenv("RWKV_TS_CUDA_GRAPH", "0")
+    eager = RWKVClassifier(**settings_, class_weight=weights).fit(X[:120], y[:120])
+    unweighted = RWKVClassifier(**settings_).fit(X[:120], y[:120])
+    losses = [h["train_loss"] for h in graphed.history_]
+    np.testing.assert_allclose(losses, [h["train_loss"] for h in eager.history_], rtol=1e-3)
+    assert losses != [h["train_loss"] for h in unweighted.history_]
+    np.testing.assert_allclose(
+        graphed.predict_proba(X[120:130]), eager.predict_proba(X[120:130]), rtol=1e-3, atol=1e-4
+    )
