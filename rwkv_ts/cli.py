@@ -687,8 +687,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split())
+    text = " ".join((str(exc).strip() or type(exc).__name__).split())
+    if "impute=" in text:
+        # the library's advice names the parameter; here it is set with --param
+        text += " (on the command line: --param impute=linear, ffill or zero)"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

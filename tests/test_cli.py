@@ -109,6 +109,21 @@ def test_user_mistakes_give_one_line(argv, pattern, capsys, tmp_path, monkeypatc
     _one_line_error(capsys, argv, pattern)
 
 
+def test_missing_values_in_a_csv_name_the_command_line_fix(co2_csv, tmp_path, capsys):
+    """A gap in a user's CSV is named by column, row and time, with the fix as a --param."""
+    import pandas as pd
+
+    frame = pd.read_csv(co2_csv)
+    frame.iloc[10, 1] = None
+    path = tmp_path / "gappy.csv"
+    frame.to_csv(path, index=False)
+    _one_line_error(
+        capsys,
+        ["fit", str(path), "--out", str(tmp_path / "m.rwkvts"), "--quiet"],
+        "or fill them first (on the command line: --param impute=linear, ffill or zero)",
+    )
+
+
 def test_a_file_that_is_not_a_model_gives_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.rwkvts"
     bad.write_bytes(b"not a model")
