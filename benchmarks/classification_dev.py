@@ -90,6 +90,10 @@ CONFIGS: dict[str, dict] = {
     # round 11 (24-series subsamples): the batch, 2 by default for 24 series (n // 10)
     "bs1": {"batch_size": 1},
     "bs4": {"batch_size": 4},
+    # round 12: each instance normalised by its trailing statistics (the streamable
+    # normalisation; the default only standardises channels with training statistics)
+    "norm-causal": {"norm": "causal"},
+    "norm-causal16": {"norm": "causal", "norm_window": 16},
 }
 
 
